@@ -1,0 +1,68 @@
+"""What every job shares: argument parsing, config loading, clean errors and starting Ray."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from teran_core.config import ConfigError, RayConfig, load_config, to_yaml
+
+T = TypeVar("T")
+log = logging.getLogger("teran")
+
+
+def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """An argument parser with the flags every job takes: ``--config`` and ``key=value`` overrides."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", required=True, help="YAML config: a local path or an s3:// URI")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="section.key=value",
+        help="override single config keys, e.g. encode.batch_size=64",
+    )
+    return parser
+
+
+def load_job_config(cls: type[T], args: argparse.Namespace, extra_overrides: Sequence[str] = ()) -> T:
+    """Loads ``args.config`` into ``cls`` with the command line's overrides and logs the result."""
+    cfg = load_config(cls, args.config, [*args.overrides, *extra_overrides])
+    log.info("resolved config from %s:\n%s", args.config, to_yaml(cfg))
+    return cfg
+
+
+def run_main(prog: str, body: Callable[[], int | None]) -> int:
+    """Runs a job body; a bad config or a missing file ends in one clear message and exit code 2."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(body() or 0)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def init_ray(cfg: RayConfig):
+    """Connects to a cluster (``cfg.address`` or ``RAY_ADDRESS``) or starts a local instance.
+
+    A local instance listens on 127.0.0.1 only: by default Ray's servers bind every interface.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+        return ray
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keeps every socket on loopback
+    ray.init(
+        num_cpus=cfg.num_cpus,
+        object_store_memory=cfg.object_store_memory_mb * 2**20 if cfg.object_store_memory_mb else None,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        _temp_dir=tempfile.mkdtemp(prefix="ray-"),  # /tmp/ray is shared machine-wide
+    )
+    return ray

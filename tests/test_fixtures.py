@@ -1,0 +1,56 @@
+"""The test services themselves: S3 and Ray are real, and both listen on loopback only."""
+
+import os
+import subprocess
+
+import pytest
+
+
+def _listening_sockets(pids: set[int]) -> list[str]:
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if any(f"pid={pid}," in line for pid in pids)]
+
+
+LOOPBACK_HOSTS = {"127.0.0.1", "[::1]", "[::ffff:127.0.0.1]"}
+
+
+def _not_loopback(sockets: list[str]) -> list[str]:
+    """The listening sockets whose local address is not a loopback address."""
+    return [line for line in sockets if line.split()[3].rsplit(":", 1)[0] not in LOOPBACK_HOSTS]
+
+
+def _descendants(pid: int) -> set[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True, check=True).stdout
+    children: dict[int, list[int]] = {}
+    for line in out.splitlines():
+        child, parent = map(int, line.split())
+        children.setdefault(parent, []).append(child)
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        found.add(p)
+        todo.extend(children.get(p, []))
+    return found
+
+
+def test_s3_store_round_trips_and_listens_on_loopback(s3_server, s3_root):
+    s3_root.join("k", "v.txt").write_text("value")
+    assert s3_root.join("k", "v.txt").read_text() == "value"
+    sockets = _listening_sockets({s3_server.proc.pid})
+    assert sockets, "weed mini should be listening"
+    assert _not_loopback(sockets) == []
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_ray_listens_on_loopback_only(ray_session):
+    @ray_session.remote
+    def square(x):
+        return x * x
+
+    assert ray_session.get([square.remote(i) for i in range(4)]) == [0, 1, 4, 9]
+    ray_pids = {int(p) for p in subprocess.run(["pgrep", "-f", "raylet|gcs_server|ray::"],
+                                              capture_output=True, text=True).stdout.split()}
+    sockets = _listening_sockets(ray_pids | _descendants(os.getpid()))
+    assert sockets, "Ray should have listening sockets"
+    assert _not_loopback(sockets) == []
