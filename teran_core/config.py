@@ -8,6 +8,7 @@ the file, the dotted key, the value found and what was expected.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -133,7 +134,7 @@ def _build(cls: type[T], data: Mapping, prefix: str, problems: list[str]) -> T |
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for unknown in sorted(set(data) - set(fields)):
-        close = [n for n in fields if n.replace("_", "") == str(unknown).replace("_", "").replace("-", "")]
+        close = difflib.get_close_matches(str(unknown).replace("-", "_"), list(fields), n=1, cutoff=0.75)
         hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(sorted(fields))}"
         problems.append(f"{prefix}{unknown}: unknown key{hint}")
     kwargs = {}

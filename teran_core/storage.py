@@ -154,7 +154,8 @@ class Location:
             return []
         self.fs.invalidate_cache(self.path)
         entries = self.fs.ls(self.path, detail=True)
-        names = [posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "file"]
+        # some S3 stores answer with a zero-byte "folder/" marker object: it is not a file
+        names = [posixpath.basename(e["name"]) for e in entries if e["type"] == "file" and not e["name"].endswith("/")]
         return sorted(n for n in names if n.endswith(suffix))
 
     def open(self, mode: str = "rb") -> IO:

