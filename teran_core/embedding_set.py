@@ -1,0 +1,252 @@
+"""Reading an embedding set side (``<emb>/images`` or ``<emb>/captions``) written by the encode job.
+
+The manifest is written last, so it is read first: no manifest means an unfinished or foreign
+folder. Items are numbered 0..N-1 in manifest shard order; that item index is what the FAISS
+indexes store and what :meth:`EmbeddingSet.fetch` takes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from teran_core.embeddings import EMBEDDINGS_FORMAT_VERSION, EmbeddingBatch, embedding_schema, from_table, to_table
+from teran_core.storage import Location, StorageConfig, resolve
+
+__all__ = ["EmbeddingSet", "InMemoryTokens", "ShardInfo", "global_vectors", "open_embedding_pair", "write_embedding_side"]
+
+KINDS = ("images", "captions")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardInfo:
+    name: str  # file name, e.g. "images-00003.parquet"
+    rows: int
+    offset: int  # item index of the shard's first row
+
+
+def _manifest_problems(manifest: dict, kind: str | None) -> list[str]:
+    problems = []
+    if manifest.get("format_version") != EMBEDDINGS_FORMAT_VERSION:
+        problems.append(f"format_version: got {manifest.get('format_version')!r}, expected {EMBEDDINGS_FORMAT_VERSION}")
+    if manifest.get("kind") not in KINDS or (kind and manifest.get("kind") != kind):
+        problems.append(f"kind: got {manifest.get('kind')!r}, expected {kind or ' or '.join(KINDS)!r}")
+    if not isinstance(manifest.get("dim"), int) or manifest["dim"] < 1:
+        problems.append(f"dim: got {manifest.get('dim')!r}, expected a positive integer")
+    shards = manifest.get("shards")
+    if not isinstance(shards, list) or not all(isinstance(s, dict) and {"name", "rows"} <= set(s) for s in shards):
+        problems.append("shards: expected a list of {name, rows, ...} entries")
+    return problems
+
+
+class EmbeddingSet:
+    """One side of an embedding set, opened through its manifest.
+
+    Example:
+        >>> import tempfile
+        >>> side = resolve(tempfile.mkdtemp()).join("images")
+        >>> _ = write_embedding_side(side, "images", [(["a", "b"], np.ones((2, 3, 4), np.float32) / 2, np.array([3, 2]))])
+        >>> emb = EmbeddingSet.open(side)
+        >>> len(emb), emb.fetch([1]).ids, emb.fetch([1]).tokens.shape
+        (2, ['b'], (1, 2, 4))
+    """
+
+    def __init__(self, location: Location, manifest: dict):
+        self.location = location
+        self.manifest = manifest
+        offsets = np.concatenate([[0], np.cumsum([int(s["rows"]) for s in manifest["shards"]])])
+        self.shards = [ShardInfo(s["name"], int(s["rows"]), int(o)) for s, o in zip(manifest["shards"], offsets)]
+        self._offsets = offsets  # (n_shards + 1,)
+
+    @classmethod
+    def open(cls, location: Location | str, storage: StorageConfig | None = None, kind: str | None = None) -> "EmbeddingSet":
+        """Opens a side folder after checking its manifest and that every listed shard exists.
+
+        Args:
+            location: the side folder (``<emb>/images`` or ``<emb>/captions``), a Location or URI.
+            storage: object-store settings when ``location`` is a URI.
+            kind: "images" or "captions" to insist on; None accepts either.
+
+        Raises:
+            FileNotFoundError: no manifest.json (the encode job has not finished) or a listed shard is missing.
+            ValueError: the manifest does not describe an embedding set of the expected kind.
+        """
+        loc = resolve(location, storage) if isinstance(location, str) else location
+        manifest_loc = loc.join("manifest.json")
+        if not manifest_loc.exists():
+            found = len(loc.list(".parquet"))
+            raise FileNotFoundError(
+                f"{manifest_loc.uri} does not exist ({found} shard file(s) found in the folder): the encode job writes "
+                f"the manifest last, so the embedding set is unfinished or {loc.uri} is not an embedding set side; "
+                f"rerun or resume the encode job, and point at <emb>/images or <emb>/captions"
+            )
+        manifest = json.loads(manifest_loc.read_text())
+        problems = _manifest_problems(manifest, kind)
+        if problems:
+            raise ValueError(f"{manifest_loc.uri} is not a usable embedding manifest: " + "; ".join(problems))
+        missing = sorted({s["name"] for s in manifest["shards"]} - set(loc.list(".parquet")))
+        if missing:
+            raise FileNotFoundError(f"{loc.uri}: shard(s) {missing[:5]} listed in manifest.json are missing")
+        return cls(loc, manifest)
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    @contextlib.contextmanager
+    def _parquet(self, shard: ShardInfo) -> Iterator[pq.ParquetFile]:
+        """The shard's parquet file, after checking its row count against the manifest."""
+        fs = self.location.pyarrow_filesystem()
+        with fs.open_input_file(self.location.join(shard.name).path) as f:
+            parquet = pq.ParquetFile(f)
+            if parquet.metadata.num_rows != shard.rows:
+                raise ValueError(
+                    f"{self.location.join(shard.name).uri} has {parquet.metadata.num_rows} rows but manifest.json "
+                    f"says {shard.rows}; the shard was replaced after the manifest was written: rerun the encode job"
+                )
+            yield parquet
+
+    def read_shard(self, shard: ShardInfo, columns: Sequence[str] | None = None) -> pa.Table:
+        """One whole shard (``columns`` limits what is read)."""
+        with self._parquet(shard) as parquet:
+            return parquet.read(columns=columns)
+
+    def iter_shards(self, columns: Sequence[str] | None = None) -> Iterator[tuple[ShardInfo, pa.Table]]:
+        """Yields ``(shard, table)`` in item order; ``columns`` limits what is read (e.g. ["global"])."""
+        for shard in self.shards:
+            yield shard, self.read_shard(shard, columns)
+
+    def read_globals(self) -> np.ndarray:
+        """(N, D) float32 global vectors of every item, in item order."""
+        parts = [global_vectors(t) for _, t in self.iter_shards(["global"])]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
+
+    def read_ids(self) -> list[str]:
+        return [i for _, t in self.iter_shards(["id"]) for i in t.column("id").to_pylist()]
+
+    def load(self) -> "InMemoryTokens":
+        """Every token set in memory (stored dtype kept), for collections that fit in RAM."""
+        tables = [t for _, t in self.iter_shards()]
+        stored = np.float16 if self.manifest.get("dtype") == "float16" else np.float32
+        return InMemoryTokens(from_table(pa.concat_tables(tables), dtype=stored))
+
+    def fetch(self, indices: Sequence[int]) -> EmbeddingBatch:
+        """Token sets of the given items, in the order given, reading each shard once.
+
+        Only the row groups holding requested rows are read, so a candidate list costs one
+        read per shard it touches, never one read per item.
+
+        Raises:
+            IndexError: an index outside 0..N-1.
+        """
+        return from_table(self.fetch_table(indices))
+
+    def fetch_table(self, indices: Sequence[int]) -> pa.Table:
+        """The embedding rows of the given items as one table, in the order given (see :meth:`fetch`)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"item index out of range 0..{len(self) - 1} in {self.location.uri}")
+        shard_of = np.searchsorted(self._offsets, indices, side="right") - 1  # (n,)
+        parts, order = [], []
+        for s in np.unique(shard_of):
+            positions = np.flatnonzero(shard_of == s)
+            rows = indices[positions] - self._offsets[s]
+            parts.append(self._take_rows(self.shards[s], rows))
+            order.append(positions)
+        if not parts:
+            return embedding_schema(self.dim, self.manifest.get("dtype", "float16")).empty_table()
+        return pa.concat_tables(parts).take(np.argsort(np.concatenate(order)))
+
+    def _take_rows(self, shard: ShardInfo, rows: np.ndarray) -> pa.Table:
+        with self._parquet(shard) as parquet:
+            meta = parquet.metadata
+            group_ends = np.cumsum([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])  # (G,)
+            group_starts = group_ends - [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+            group_of = np.searchsorted(group_ends, rows, side="right")  # (n,)
+            groups = np.unique(group_of)
+            table = parquet.read_row_groups(groups.tolist())
+        sizes = group_ends[groups] - group_starts[groups]
+        table_start = np.cumsum(sizes) - sizes  # where each read group begins in ``table``
+        return table.take(table_start[np.searchsorted(groups, group_of)] + rows - group_starts[group_of])
+
+
+class InMemoryTokens:
+    """Token sets held in RAM with the same ``fetch`` as :class:`EmbeddingSet`."""
+
+    def __init__(self, batch: EmbeddingBatch):
+        self.batch = batch
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    def fetch(self, indices: Sequence[int]) -> EmbeddingBatch:
+        indices = np.asarray(indices, dtype=np.int64)
+        lengths = self.batch.lengths[indices]
+        width = int(lengths.max()) if indices.size else 0
+        tokens = self.batch.tokens[indices, :width].astype(np.float32)  # (n, width, D)
+        return EmbeddingBatch(ids=[self.batch.ids[i] for i in indices], tokens=tokens, lengths=lengths)
+
+
+def global_vectors(table: pa.Table) -> np.ndarray:
+    """(N, D) float32 from an embedding table's ``global`` column."""
+    column = table.column("global").combine_chunks()
+    dim = column.type.list_size
+    return column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
+
+
+def write_embedding_side(location: Location, kind: str, shards: Iterable[tuple[list[str], np.ndarray, np.ndarray]], *,
+                         dtype: str = "float16", model: dict | None = None, row_group_rows: int = 1024) -> dict:
+    """Writes a complete side in the embedding-set layout: shards, completion markers, manifest last.
+
+    For embeddings made outside the encode job (synthetic benchmarks, tests, imports); the encode
+    job writes the same layout. Shards are named ``<kind>-00000.parquet``, ...
+
+    Args:
+        location: the side folder, ``<emb>/images`` or ``<emb>/captions``.
+        kind: "images" or "captions".
+        shards: per shard, (ids, tokens (N, L, D) L2-normalised, lengths (N,)).
+        dtype: storage dtype, "float16" or "float32".
+        model: what produced the embeddings (recorded in the manifest).
+        row_group_rows: parquet row group size: the unit :meth:`EmbeddingSet.fetch` reads.
+
+    Returns:
+        The manifest written.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r}: expected one of {KINDS}")
+    entries, dim = [], None
+    for number, (ids, tokens, lengths) in enumerate(shards):
+        name, dim = f"{kind}-{number:05d}.parquet", tokens.shape[2]
+        buffer = pa.BufferOutputStream()
+        pq.write_table(to_table(list(ids), tokens, np.asarray(lengths), dtype), buffer, row_group_size=row_group_rows)
+        data = buffer.getvalue().to_pybytes()
+        location.join(name).write_bytes(data)
+        digest = hashlib.sha256(data).hexdigest()
+        location.join("_done", name.replace(".parquet", ".json")).write_text(
+            json.dumps({"rows": len(ids), "sha256": digest, "source": name, "source_sha256": None})
+        )
+        entries.append({"name": name, "rows": len(ids), "sha256": digest, "source": name})
+    manifest = {"format_version": EMBEDDINGS_FORMAT_VERSION, "kind": kind, "dim": dim, "dtype": dtype,
+                "model": model or {}, "shards": entries, "rejected": 0}
+    location.join("manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def open_embedding_pair(root: Location | str, storage: StorageConfig | None = None) -> tuple[EmbeddingSet, EmbeddingSet]:
+    """The images and captions sides of an embedding set root ``<emb>``."""
+    loc = resolve(root, storage) if isinstance(root, str) else root
+    return EmbeddingSet.open(loc.join("images"), kind="images"), EmbeddingSet.open(loc.join("captions"), kind="captions")

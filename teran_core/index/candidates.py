@@ -1,0 +1,103 @@
+"""Stage one of two-stage retrieval: candidate items from global kNN, token-level kNN, or their union.
+
+Token-level candidates are ColBERT-style: every content token of a query searches the other
+side's token index; an item's approximate score is TERAN's MrSw restricted to the hits found,
+sum over words of the best (word, region) hit, and the best-scoring items become candidates.
+For text->image the words are the query's tokens; for image->text the words are the hit tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from teran_core.index.idmap import SLOT_BITS, token_owners
+from teran_core.index.search import ShardedIndex
+
+__all__ = ["global_candidates", "token_candidates", "aggregate_token_hits", "union_candidates"]
+
+
+def global_candidates(index: ShardedIndex, queries: np.ndarray, k: int) -> list[np.ndarray]:
+    """Per query, the item indexes of its top-k global neighbours (fewer if the index is smaller).
+
+    Args:
+        index: a global part (ids are item indexes).
+        queries: (Q, D) global query vectors.
+        k: candidates per query.
+    """
+    _, ids = index.search(queries, k)
+    return [row[row >= 0] for row in ids]
+
+
+def aggregate_token_hits(scores: np.ndarray, ids: np.ndarray, words: np.ndarray, k: int) -> np.ndarray:
+    """The k best items by sum over words of their best hit (MrSw over the hits found).
+
+    Args:
+        scores: (H,) hit scores.
+        ids: (H,) packed token ids of the hits (-1 = no hit).
+        words: (H,) the word each hit counts for.
+        k: items to keep.
+
+    Returns:
+        Up to k item indexes, best first (ties: lower item first).
+
+    Example:
+        >>> from teran_core.index.idmap import pack_token_ids
+        >>> ids = pack_token_ids(np.array([3, 3, 5, 5]), np.array([1, 2, 1, 1]))
+        >>> # word 0 hits item 3 twice (best 0.9) and item 5 (0.5); word 1 hits item 5 (0.6)
+        >>> aggregate_token_hits(np.array([0.9, 0.2, 0.5, 0.6]), ids, np.array([0, 0, 0, 1]), 2).tolist()
+        [5, 3]
+    """
+    valid = ids >= 0
+    owners, words, scores = token_owners(ids[valid]), words[valid], scores[valid]
+    if owners.size == 0:
+        return np.zeros(0, np.int64)
+    order = np.lexsort((-scores, words, owners))  # per (owner, word): best hit first
+    owners, words, scores = owners[order], words[order], scores[order]
+    first = np.ones(len(owners), bool)
+    first[1:] = (owners[1:] != owners[:-1]) | (words[1:] != words[:-1])
+    items, inverse = np.unique(owners[first], return_inverse=True)
+    approx = np.bincount(inverse, weights=scores[first])  # (n_items,) sum over words of the best hit
+    best = np.lexsort((items, -approx))[:k]
+    return items[best]
+
+
+def token_candidates(index: ShardedIndex, query_tokens: Sequence[np.ndarray], k: int, hits_per_token: int,
+                     words_from: str) -> list[np.ndarray]:
+    """Per query, up to k candidate items from a token index.
+
+    Args:
+        index: a token part (``images-regions`` or ``captions-words``).
+        query_tokens: per query, its (W_q, D) content tokens.
+        k: candidates per query.
+        hits_per_token: neighbours searched per query token.
+        words_from: "query" when the query's tokens are the words (text->image), "hits" when the
+            hit tokens are (image->text: a caption word is a slot of the hit caption).
+    """
+    if words_from not in ("query", "hits"):
+        raise ValueError(f"words_from {words_from!r}: expected 'query' or 'hits'")
+    counts = np.array([len(t) for t in query_tokens])
+    if counts.sum() == 0:
+        return [np.zeros(0, np.int64) for _ in query_tokens]
+    scores, ids = index.search(np.concatenate([t for t in query_tokens if len(t)]), hits_per_token)  # (sum W, h)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    out = []
+    for q in range(len(query_tokens)):
+        s, i = scores[starts[q]:starts[q + 1]], ids[starts[q]:starts[q + 1]]  # (W_q, h)
+        if words_from == "query":
+            words = np.repeat(np.arange(len(s)), s.shape[1])
+        else:
+            words = (i & (2**SLOT_BITS - 1)).reshape(-1)
+        out.append(aggregate_token_hits(s.reshape(-1), i.reshape(-1), words, k))
+    return out
+
+
+def union_candidates(*lists: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per query, the sorted union of its candidates from several sources.
+
+    Example:
+        >>> union_candidates([np.array([4, 1])], [np.array([1, 7])])[0].tolist()
+        [1, 4, 7]
+    """
+    return [np.unique(np.concatenate(parts)) for parts in zip(*lists)]

@@ -1,0 +1,158 @@
+"""Two-stage retrieval: index candidates (stage one), then exact TERAN alignment on them (stage two).
+
+Stage two scores each query against its K' candidates with :func:`teran_core.alignment_scores`
+on the stored token embeddings, fetched once per query batch and shard. With K' covering the
+whole collection the result is the exhaustive ranking. Ranking order: score descending, then
+item index ascending (so equal scores order the same way everywhere).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from typing import Literal
+
+import numpy as np
+
+from teran_core.config import knob
+from teran_core.index.candidates import global_candidates, token_candidates, union_candidates
+from teran_core.index.search import ShardedIndex
+from teran_core.index.vectors import content_slots
+
+__all__ = ["TwoStageConfig", "Ranked", "TwoStageRetriever", "rank_candidates"]
+
+
+@dataclasses.dataclass
+class TwoStageConfig:
+    """How candidates are found and scored."""
+
+    k_candidates: int = knob(1000, ge=1)  # K': candidates per query from each source, all scored exactly
+    candidates: Literal["global", "tokens", "union"] = "union"  # global kNN, token-level kNN (regions/words index), or both (up to 2K' scored)
+    hits_per_token: int = knob(64, ge=1)  # token kNN: neighbours per query token
+    mode: str = "MrSw"  # alignment_scores mode: MrSw, MrAVGw, MwSr, symm, sum, mean, scan-sentences
+    padding: Literal["reference", "masked"] = "reference"  # alignment_scores padding semantics
+    query_batch: int = knob(64, ge=1)  # queries searched and fetched together
+    score_threads: int = knob(1, ge=0)  # torch threads while scoring: per-query grids are small, and 2 threads ran them ~15x slower than 1 on a busy 2-core machine; 0 = leave torch's setting
+
+
+@dataclasses.dataclass
+class Ranked:
+    """Re-ranked results of Q queries."""
+
+    items: np.ndarray  # (Q, K) item indexes, best first; -1 = empty
+    scores: np.ndarray  # (Q, K) exact TERAN scores; -inf = empty
+    n_scored: np.ndarray  # (Q,) pairs scored exactly
+    batch_seconds: list[float]  # wall time of each query batch (both stages)
+
+
+def rank_candidates(items: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top k of one query's scored candidates, score descending then item ascending, padded to k.
+
+    Example:
+        >>> rank_candidates(np.array([7, 2, 5]), np.array([0.5, 0.5, 0.9]), 4)
+        (array([ 5,  2,  7, -1]), array([ 0.9,  0.5,  0.5, -inf]))
+    """
+    order = np.lexsort((items, -scores))[:k]
+    out_items, out_scores = np.full(k, -1, np.int64), np.full(k, -np.inf)
+    out_items[: len(order)], out_scores[: len(order)] = items[order], scores[order]
+    return out_items, out_scores
+
+
+def _content_tokens(tokens: np.ndarray, lengths: np.ndarray, kind: str) -> list[np.ndarray]:
+    first, trailing = content_slots(kind)
+    return [tokens[q, first : max(first, int(n) - trailing)] for q, n in enumerate(lengths)]
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class TwoStageRetriever:
+    """Text->image and image->text retrieval over stored embeddings.
+
+    Args:
+        config: the :class:`TwoStageConfig`.
+        images, captions: token stores with ``fetch(indices) -> EmbeddingBatch``
+            (:class:`~teran_core.embedding_set.EmbeddingSet` or ``InMemoryTokens``).
+        parts: opened index parts by name ("images-global", "captions-global", "images-regions",
+            "captions-words"); the ones ``config.candidates`` needs must be there.
+    """
+
+    def __init__(self, config: TwoStageConfig, *, images, captions, parts: dict[str, ShardedIndex]):
+        self.config = config
+        self.stores = {"images": images, "captions": captions}
+        self.parts = parts
+
+    def _part(self, name: str) -> ShardedIndex:
+        if name not in self.parts:
+            raise ValueError(
+                f"candidates={self.config.candidates!r} needs the index part {name!r}, which was not built "
+                f"(have {sorted(self.parts)}); add it to build.parts or choose another candidates source"
+            )
+        return self.parts[name]
+
+    def candidates(self, query_side: str, tokens: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+        """Stage one for a batch of queries from ``query_side``: per query, candidate item indexes."""
+        target = "captions" if query_side == "images" else "images"
+        k, source = self.config.k_candidates, self.config.candidates
+        lists = []
+        if source in ("global", "union"):
+            lists.append(global_candidates(self._part(f"{target}-global"), tokens[:, 0], k))
+        if source in ("tokens", "union"):
+            token_part = "images-regions" if target == "images" else "captions-words"
+            lists.append(token_candidates(
+                self._part(token_part), _content_tokens(tokens, lengths, query_side), k, self.config.hits_per_token,
+                words_from="query" if query_side == "captions" else "hits",
+            ))
+        return lists[0] if len(lists) == 1 else union_candidates(*lists)
+
+    def search(self, query_side: str, queries, k: int) -> Ranked:
+        """Retrieves the top k of the other side for every query.
+
+        Args:
+            query_side: "captions" (text->image) or "images" (image->text).
+            queries: token sets with ``tokens`` (Q, L, D) and ``lengths`` (Q,), numpy or torch
+                (an EmbeddingBatch, or a TokenSet from the model's encoders).
+            k: results per query (at most the candidates found).
+
+        Returns:
+            :class:`Ranked` results.
+        """
+        tokens = np.asarray(queries.tokens.detach().cpu() if hasattr(queries.tokens, "detach") else queries.tokens, np.float32)
+        lengths = np.asarray(queries.lengths.cpu() if hasattr(queries.lengths, "cpu") else queries.lengths, np.int64)
+        target = self.stores["captions" if query_side == "images" else "images"]
+        items, scores, n_scored, seconds = [], [], [], []
+        with _torch_threads(self.config.score_threads):
+            for start in range(0, len(tokens), self.config.query_batch):
+                began = time.perf_counter()
+                self._search_batch(query_side, tokens[start:start + self.config.query_batch],
+                                   lengths[start:start + self.config.query_batch], target, k, (items, scores, n_scored))
+                seconds.append(time.perf_counter() - began)
+        return Ranked(np.array(items).reshape(-1, k), np.array(scores).reshape(-1, k), np.array(n_scored), seconds)
+
+    def _search_batch(self, query_side: str, tokens: np.ndarray, lengths: np.ndarray, target, k: int, out: tuple) -> None:
+        """Both stages for one query batch; appends each query's items, scores and pair count to ``out``."""
+        from teran_core.alignment import TokenSet, alignment_scores
+
+        cands = self.candidates(query_side, tokens, lengths)
+        unique = np.unique(np.concatenate(cands)) if cands else np.zeros(0, np.int64)
+        fetched = target.fetch(unique)  # one read per shard for the whole batch
+        for q, cand in enumerate(cands):
+            rows = np.searchsorted(unique, cand)
+            others = TokenSet(fetched.tokens[rows], fetched.lengths[rows])
+            query = TokenSet(tokens[q : q + 1], lengths[q : q + 1])
+            pair = (query, others) if query_side == "images" else (others, query)
+            exact = alignment_scores(*pair, mode=self.config.mode, padding=self.config.padding).numpy().reshape(-1)
+            top_items, top_scores = rank_candidates(cand, exact.astype(np.float64), k)
+            for store, value in zip(out, (top_items, top_scores, len(cand))):
+                store.append(value)
