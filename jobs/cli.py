@@ -7,7 +7,10 @@ import importlib
 import sys
 
 # subcommand -> (module with a main(argv) function, one-line help)
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("jobs.synth", "write a grounded synthetic dataset"),
+    "convert": ("jobs.convert", "convert COCO, Flickr30K or precomp data to shards"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
