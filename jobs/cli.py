@@ -10,6 +10,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("jobs.synth", "write a grounded synthetic dataset"),
     "convert": ("jobs.convert", "convert COCO, Flickr30K or precomp data to shards"),
+    "encode": ("jobs.encode", "encode a dataset's images and captions into embedding shards (Ray Data)"),
 }
 
 

@@ -1,0 +1,200 @@
+"""The encode pipeline against the same model in a plain loop, and its peak memory at N and 4N images.
+
+    python benchmarks/encode_throughput.py                  # defaults: a few minutes on 2 cores
+    python benchmarks/encode_throughput.py --images 500     # a quick look
+
+One run prints: the sizes; images/s of the plain loop (the model over batches already in memory,
+one process, every core); images/s of the whole pipeline (S3 store -> read + validate -> encode
+actor -> write parts -> finalise -> S3 store, each run in a fresh Ray) for N and 4N images; their
+ratio; and the pipeline's peak memory (PSS of the driver and every Ray process, sampled) for N and 4N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from teran_core import TERAN, TeranConfig, save_checkpoint  # noqa: E402
+from teran_core.data import collate_images, read_shard  # noqa: E402
+from teran_core.data.synth import SynthConfig, generate_dataset  # noqa: E402
+from teran_core.storage import resolve  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=1500, help="N; the memory check also runs 4N")
+    p.add_argument("--feature-dim", type=int, default=256, help="F of the synthetic region features (float16)")
+    p.add_argument("--embed-size", type=int, default=256, help="D, and the width of the joint transformers")
+    p.add_argument("--visual-layers", type=int, default=4, help="layers of the region transformer (at width F)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per encoder call, in both measurements")
+    p.add_argument("--actors", type=int, default=1, help="encoder actors")
+    p.add_argument("--threads", type=int, default=2, help="torch threads per actor (the plain loop uses every core)")
+    p.add_argument("--images-per-shard", type=int, default=250)
+    p.add_argument("--pipeline", help=argparse.SUPPRESS)  # internal: run one pipeline job from this config and report
+    return p.parse_args(argv)
+
+
+# --- peak memory of a process tree -------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue  # the process ended while we looked
+    return found
+
+
+def tree_pss_bytes(root: int) -> int:
+    """Proportional set size of ``root`` and all its descendants (shared pages, the object store included, counted once)."""
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+        except (OSError, StopIteration):
+            continue
+        stack.extend(_children(pid))
+    return total
+
+
+class PeakMemory(threading.Thread):
+    """Samples :func:`tree_pss_bytes` of this process every ``period`` seconds until stopped."""
+
+    def __init__(self, period: float = 0.5):
+        super().__init__(daemon=True)
+        self.period, self.peak, self.done = period, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.period):
+            self.peak = max(self.peak, tree_pss_bytes(os.getpid()))
+
+
+# --- the two measurements ------------------------------------------------------------------------
+def plain_loop(model: TERAN, dataset, batch_size: int) -> float:
+    """Images/s of encode_images over padded batches already in memory, tokens copied out as float16."""
+    tables = [read_shard(dataset, "images", k) for k in range(len(dataset.shards["images"]))]
+    batches = [collate_images(t.slice(s, batch_size)) for t in tables for s in range(0, t.num_rows, batch_size)]
+    torch.set_num_threads(os.cpu_count())
+    with torch.inference_mode():
+        model.encode_images(batches[0]["features"], batches[0]["boxes"], batches[0]["n_regions"])  # warm-up
+        start = time.perf_counter()
+        for b in batches:
+            tokens = model.encode_images(b["features"], b["boxes"], b["n_regions"]).tokens.to(torch.float16).numpy()
+        elapsed = time.perf_counter() - start
+    assert tokens.shape[-1] == model.config.embed_size
+    return sum(len(b["n_regions"]) for b in batches) / elapsed
+
+
+def run_pipeline(config: str) -> dict:
+    """Runs in a child process: a fresh local Ray, one encode job, its summary and peak memory."""
+    from jobs.common import init_ray
+    from jobs.encode import ray_pipeline, ray_submit
+    from teran_core.config import load_config
+    from teran_core.encode import EncodeJobConfig, run_encode
+
+    cfg = load_config(EncodeJobConfig, config)
+    memory = PeakMemory()
+    memory.start()
+    started = time.perf_counter()
+    init_ray(cfg.ray)
+    ray_init_s = time.perf_counter() - started
+    summary = run_encode(cfg, ray_pipeline, ray_submit)
+    memory.done.set()
+    memory.join()
+    return {"items": summary["items"], "wall_s": summary["wall_s"], "ray_init_s": ray_init_s,
+            "encoders": summary["encoders"]["images"], "peak_pss_bytes": memory.peak, "complete": summary["complete"]}
+
+
+def pipeline_in_child(root, dataset, checkpoint: str, args, name: str, env: dict) -> dict:
+    config = {
+        "input": {"dataset": dataset.location.uri, "kinds": "images"},
+        "model": {"checkpoint": checkpoint},
+        "output": {"uri": root.join(name).uri},
+        "encode": {"batch_size": args.batch_size, "actors": args.actors, "torch_threads": args.threads,
+                   "cpus_per_actor": 0.5, "prepare_batch_size": args.batch_size, "progress_interval_s": 30},
+        "storage": {"endpoint_override": root.storage.endpoint_override},
+        "ray": {"num_cpus": os.cpu_count(), "object_store_memory_mb": 1024},
+    }
+    path = os.path.join(tempfile.mkdtemp(), f"{name}.yaml")
+    Path(path).write_text(yaml.safe_dump(config))
+    out = subprocess.run([sys.executable, __file__, "--pipeline", path], env=env, cwd=REPO,
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"pipeline run {name} failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def start_store():
+    """The test suite's SeaweedFS S3 store on loopback, with throwaway credentials."""
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "teran-bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", os.urandom(16).hex())
+    os.environ.setdefault("AWS_REGION", "us-east-1")
+    spec = importlib.util.spec_from_file_location("teran_test_store", REPO / "tests" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SeaweedS3(tempfile.mkdtemp(prefix="weed-bench-"))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.pipeline:
+        print(json.dumps(run_pipeline(args.pipeline)))
+        return 0
+    store = start_store()
+    try:
+        root = resolve("s3://bench", store.storage())
+        root.fs.mkdir(root.path)
+        model_cfg = TeranConfig(feat_dim=args.feature_dim, embed_size=args.embed_size, visual_layers=args.visual_layers,
+                                joint_layers=2, heads=4, feedforward=4 * args.embed_size, bert_layers=1)
+        model = TERAN(model_cfg).eval()
+        save_checkpoint(model, root.join("checkpoint").uri, store.storage())
+        synth = dict(feature_dim=args.feature_dim, test_images=0, dev_images=0, images_per_shard=args.images_per_shard)
+        start = time.perf_counter()
+        small = generate_dataset(SynthConfig(images=args.images, **synth), root.join("data-n"))
+        large = generate_dataset(SynthConfig(images=4 * args.images, seed=1, **synth), root.join("data-4n"))
+        print(f"sizes: N = {args.images} images ({len(small.shards['images'])} shards), 4N = {4 * args.images}; "
+              f"regions <= 36 x F = {args.feature_dim} float16; model D = {args.embed_size}, {args.visual_layers} region "
+              f"layers, 2 joint layers, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
+              f"batch {args.batch_size}; {args.actors} actor(s) x {args.threads} thread(s); {os.cpu_count()} cores "
+              f"(data written in {time.perf_counter() - start:.0f} s)", flush=True)
+        plain = plain_loop(model, small, args.batch_size)
+        print(f"plain loop, data in memory:       {plain:8.1f} images/s", flush=True)
+        env = {**os.environ, "AWS_ENDPOINT_URL_S3": store.endpoint, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+        runs = {}
+        for name, dataset in (("N", small), ("4N", large)):
+            runs[name] = run = pipeline_in_child(root, dataset, root.join("checkpoint").uri, args, f"emb-{name}", env)
+            assert run["complete"], run
+            rate = run["items"] / run["wall_s"]
+            busy = sum(e["items"] for e in run["encoders"].values()) / sum(e["busy_s"] for e in run["encoders"].values())
+            print(f"pipeline {name:>2} ({run['items']} images): {rate:8.1f} images/s over {run['wall_s']:.1f} s "
+                  f"(+{run['ray_init_s']:.1f} s ray.init); encoders {busy:.1f} images/s while busy; "
+                  f"ratio to plain {rate / plain:.2f}; peak memory {run['peak_pss_bytes'] / 2**20:.0f} MiB", flush=True)
+        print(f"ratio (pipeline 4N / plain loop): {runs['4N']['items'] / runs['4N']['wall_s'] / plain:.2f}   (target >= 0.9)")
+        print(f"peak memory 4N / N:               {runs['4N']['peak_pss_bytes'] / runs['N']['peak_pss_bytes']:.2f}   (target <= 1.2)")
+    finally:
+        store.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""``teran encode``: dataset shards -> embedding shards on Ray Data, exactly once and resumable.
+
+    python -m jobs.encode --config configs/encode.yaml [--overwrite] [section.key=value ...]
+    ray job submit --working-dir . -- python -m jobs.encode --config configs/encode.yaml
+
+Rerunning the same command skips every shard already finished; the logic lives in
+``teran_core.encode`` (planning, markers, finalisation, summary). This file is the Ray wiring.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Iterator
+
+import pyarrow as pa
+import ray
+
+from jobs.common import init_ray, job_parser, load_job_config, run_main
+from teran_core.data.errors import DataError
+from teran_core.encode import EncodeJobConfig, OutputConflict, Stages, read_shards, run_encode, write_parts
+
+PROG = "teran encode"
+
+
+def ray_pipeline(stages: Stages) -> Iterator[pa.Table]:
+    """read (a CPU task per shard) -> encode (actor pool) -> write parts (CPU tasks), streamed to the driver."""
+    sizes = stages.sizes
+    context = ray.data.DataContext.get_current()
+    context.retried_map_errors = list(context.retried_io_errors)  # S3 throttling/5xx: replay the task's generator
+    context.max_map_retries = 5
+    ds = ray.data.from_items(stages.items, override_num_blocks=len(stages.items))
+    ds = ds.map_batches(read_shards, fn_kwargs={"spec": stages.read}, batch_size=1, batch_format="pyarrow")
+    ds = ds.map_batches(
+        stages.encoder,
+        fn_constructor_kwargs=stages.encoder_kwargs,
+        compute=ray.data.ActorPoolStrategy(size=sizes.actors),
+        batch_size=sizes.batch_size,
+        num_gpus=sizes.num_gpus,
+        num_cpus=sizes.cpus_per_actor,  # fractional: the read and write tasks keep a CPU
+        batch_format="pyarrow",
+    )
+    ds = ds.map_batches(write_parts, fn_kwargs=stages.write_kwargs, batch_format="pyarrow")
+    return ds.iter_batches(batch_size=None, batch_format="pyarrow")
+
+
+@functools.cache
+def _remote(fn):
+    return ray.remote(num_cpus=0, max_retries=3, retry_exceptions=[OSError])(fn)  # I/O bound; retries rewrite the same files
+
+
+def ray_submit(fn, *args):
+    """Runs ``fn(*args)`` as a Ray task; returns a concurrent.futures.Future."""
+    return _remote(fn).remote(*args).future()
+
+
+def _encode(args) -> int:
+    cfg = load_job_config(EncodeJobConfig, args, ["output.overwrite=true"] if args.overwrite else [])
+    init_ray(cfg.ray)
+    try:
+        summary = run_encode(cfg, ray_pipeline, ray_submit)
+    except (OutputConflict, DataError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=1))
+    failed = [f"{name}: {why}" for side in summary["sides"].values() for name, why in side["failed"].items()]
+    if failed:
+        print(f"{PROG}: error: {len(failed)} shard(s) not finished; rerun the same command to retry them "
+              f"(finished shards are kept): " + " | ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses the command line and runs the job; 0 done, 1 some shard failed, 2 bad config or data."""
+    parser = job_parser(PROG, "Encode a teran dataset's images and captions into embedding shards with Ray Data.")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the output's earlier embeddings (of any job) and encode every shard again")
+    args = parser.parse_args(argv)
+    return run_main(PROG, lambda: _encode(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

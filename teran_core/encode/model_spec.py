@@ -1,0 +1,79 @@
+"""Which checkpoint encodes, as a small picklable value that Ray ships to every actor and task."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+
+from teran_core.data.collate import CaptionCollator
+from teran_core.encode.config import ModelSection
+from teran_core.storage import Location, StorageConfig, resolve
+
+__all__ = ["ModelSpec", "ModelInfo"]
+
+CONFIG_FILE = "teran_config.json"  # what teran_core.checkpoint.save_checkpoint writes last
+
+
+@dataclasses.dataclass
+class ModelInfo:
+    """What the driver and the CPU stage need to know about the model, without its weights."""
+
+    collator: CaptionCollator  # the model's own tokenizer, cut at its backbone's positions
+    embed_size: int  # D
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A teran checkpoint folder or a reference ``.pth.tar``.
+
+    Example:
+        >>> ModelSpec.from_section(ModelSection(checkpoint="s3://b/teran_coco.pth.tar"), StorageConfig()).format
+        'reference'
+    """
+
+    checkpoint: Location
+    format: str  # "teran" or "reference"
+
+    @classmethod
+    def from_section(cls, section: ModelSection, storage: StorageConfig) -> "ModelSpec":
+        return cls(resolve(section.checkpoint, storage), section.resolved_format())
+
+    def load(self):
+        """The TERAN model in eval mode, on CPU."""
+        from teran_core.checkpoint import load_checkpoint, load_reference_checkpoint
+
+        if self.format == "teran":
+            return load_checkpoint(self.checkpoint.uri, self.checkpoint.storage)
+        return load_reference_checkpoint(self.checkpoint.uri, storage=self.checkpoint.storage)
+
+    def info(self) -> ModelInfo:
+        """Tokenizer and D; a teran checkpoint is read without its weights, a reference one is loaded.
+
+        Raises:
+            FileNotFoundError: a teran checkpoint folder without ``teran_config.json``.
+        """
+        if self.format == "reference":  # its config lives inside the weights file; its tokenizer is the packaged one
+            model = self.load()
+            return ModelInfo(CaptionCollator(None, model.bert_config.max_position_embeddings), model.config.embed_size)
+        config_file = self.checkpoint.join(CONFIG_FILE)
+        if not config_file.exists():
+            raise FileNotFoundError(
+                f"{self.checkpoint.uri} is not a teran checkpoint: {CONFIG_FILE} is missing; "
+                "set model.format: reference for a reference .pth.tar file"
+            )
+        meta = json.loads(config_file.read_text())
+        collator = CaptionCollator(None, int(meta["bert"]["max_position_embeddings"]))
+        # CaptionCollator loads a backbone folder (config.json included); a checkpoint keeps only its
+        # tokenizer files, so the collator gets the checkpoint's own tokenizer in place of the packaged one
+        collator.tokenizer = _checkpoint_tokenizer(self.checkpoint, meta["tokenizer_files"])
+        return ModelInfo(collator, int(meta["teran"]["embed_size"]))
+
+
+def _checkpoint_tokenizer(root: Location, names: list[str]):
+    from transformers import BertTokenizerFast
+
+    with tempfile.TemporaryDirectory() as local:  # transformers reads tokenizers from local folders only
+        root.fs.get([root.join(n).path for n in names], local + os.sep)
+        return BertTokenizerFast.from_pretrained(local, local_files_only=True)
