@@ -11,6 +11,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("jobs.synth", "write a grounded synthetic dataset"),
     "convert": ("jobs.convert", "convert COCO, Flickr30K or precomp data to shards"),
     "encode": ("jobs.encode", "encode a dataset's images and captions into embedding shards (Ray Data)"),
+    "build-index": ("jobs.build_index", "build a sharded FAISS index from an embedding set"),
+    "evaluate": ("jobs.evaluate", "recall of exhaustive, global-only and two-stage retrieval"),
+    "search": ("jobs.search", "top images for a caption, or captions for an image"),
 }
 
 

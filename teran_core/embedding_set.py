@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from teran_core.embeddings import EMBEDDINGS_FORMAT_VERSION, EmbeddingBatch, embedding_schema, from_table, to_table
 from teran_core.storage import Location, StorageConfig, resolve
 
-__all__ = ["EmbeddingSet", "InMemoryTokens", "ShardInfo", "global_vectors", "open_embedding_pair", "write_embedding_side"]
+__all__ = ["EmbeddingSet", "InMemoryTokens", "ShardInfo", "global_vectors", "EmbeddingSideWriter", "open_embedding_pair", "write_embedding_side"]
 
 KINDS = ("images", "captions")
 
@@ -208,9 +208,8 @@ def global_vectors(table: pa.Table) -> np.ndarray:
     return column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
 
 
-def write_embedding_side(location: Location, kind: str, shards: Iterable[tuple[list[str], np.ndarray, np.ndarray]], *,
-                         dtype: str = "float16", model: dict | None = None, row_group_rows: int = 1024) -> dict:
-    """Writes a complete side in the embedding-set layout: shards, completion markers, manifest last.
+class EmbeddingSideWriter:
+    """Writes a side in the embedding-set layout shard by shard: shard, completion marker; manifest last.
 
     For embeddings made outside the encode job (synthetic benchmarks, tests, imports); the encode
     job writes the same layout. Shards are named ``<kind>-00000.parquet``, ...
@@ -218,32 +217,51 @@ def write_embedding_side(location: Location, kind: str, shards: Iterable[tuple[l
     Args:
         location: the side folder, ``<emb>/images`` or ``<emb>/captions``.
         kind: "images" or "captions".
-        shards: per shard, (ids, tokens (N, L, D) L2-normalised, lengths (N,)).
         dtype: storage dtype, "float16" or "float32".
         model: what produced the embeddings (recorded in the manifest).
         row_group_rows: parquet row group size: the unit :meth:`EmbeddingSet.fetch` reads.
-
-    Returns:
-        The manifest written.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind {kind!r}: expected one of {KINDS}")
-    entries, dim = [], None
-    for number, (ids, tokens, lengths) in enumerate(shards):
-        name, dim = f"{kind}-{number:05d}.parquet", tokens.shape[2]
+
+    def __init__(self, location: Location, kind: str, *, dtype: str = "float16", model: dict | None = None,
+                 row_group_rows: int = 1024):
+        if kind not in KINDS:
+            raise ValueError(f"kind {kind!r}: expected one of {KINDS}")
+        self.location, self.kind, self.dtype, self.model, self.row_group_rows = location, kind, dtype, model or {}, row_group_rows
+        self.entries: list[dict] = []
+        self.dim: int | None = None
+
+    def add(self, ids: list[str], tokens: np.ndarray, lengths: np.ndarray) -> None:
+        """Writes the next shard: ids (N,), tokens (N, L, D) L2-normalised, lengths (N,)."""
+        name, self.dim = f"{self.kind}-{len(self.entries):05d}.parquet", tokens.shape[2]
         buffer = pa.BufferOutputStream()
-        pq.write_table(to_table(list(ids), tokens, np.asarray(lengths), dtype), buffer, row_group_size=row_group_rows)
+        pq.write_table(to_table(list(ids), tokens, np.asarray(lengths), self.dtype), buffer, row_group_size=self.row_group_rows,
+                       use_dictionary=False, write_statistics=["id", "length"])  # vectors: no dictionary or min/max
         data = buffer.getvalue().to_pybytes()
-        location.join(name).write_bytes(data)
+        self.location.join(name).write_bytes(data)
         digest = hashlib.sha256(data).hexdigest()
-        location.join("_done", name.replace(".parquet", ".json")).write_text(
+        self.location.join("_done", name.replace(".parquet", ".json")).write_text(
             json.dumps({"rows": len(ids), "sha256": digest, "source": name, "source_sha256": None})
         )
-        entries.append({"name": name, "rows": len(ids), "sha256": digest, "source": name})
-    manifest = {"format_version": EMBEDDINGS_FORMAT_VERSION, "kind": kind, "dim": dim, "dtype": dtype,
-                "model": model or {}, "shards": entries, "rejected": 0}
-    location.join("manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    return manifest
+        self.entries.append({"name": name, "rows": len(ids), "sha256": digest, "source": name})
+
+    def finish(self) -> dict:
+        """Writes manifest.json (after every shard) and returns it."""
+        manifest = {"format_version": EMBEDDINGS_FORMAT_VERSION, "kind": self.kind, "dim": self.dim, "dtype": self.dtype,
+                    "model": self.model, "shards": self.entries, "rejected": 0}
+        self.location.join("manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        return manifest
+
+
+def write_embedding_side(location: Location, kind: str, shards: Iterable[tuple[list[str], np.ndarray, np.ndarray]],
+                         **options) -> dict:
+    """Writes a whole side from ``(ids, tokens, lengths)`` per shard; returns the manifest.
+
+    ``options`` are those of :class:`EmbeddingSideWriter` (dtype, model, row_group_rows).
+    """
+    writer = EmbeddingSideWriter(location, kind, **options)
+    for ids, tokens, lengths in shards:
+        writer.add(ids, tokens, lengths)
+    return writer.finish()
 
 
 def open_embedding_pair(root: Location | str, storage: StorageConfig | None = None) -> tuple[EmbeddingSet, EmbeddingSet]:

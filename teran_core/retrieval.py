@@ -19,8 +19,9 @@ from teran_core.config import knob
 from teran_core.index.candidates import global_candidates, token_candidates, union_candidates
 from teran_core.index.search import ShardedIndex
 from teran_core.index.vectors import content_slots
+from teran_core.storage import StorageConfig
 
-__all__ = ["TwoStageConfig", "Ranked", "TwoStageRetriever", "rank_candidates"]
+__all__ = ["TwoStageConfig", "SearchConfig", "Ranked", "TwoStageRetriever", "rank_candidates", "torch_threads"]
 
 
 @dataclasses.dataclass
@@ -28,12 +29,13 @@ class TwoStageConfig:
     """How candidates are found and scored."""
 
     k_candidates: int = knob(1000, ge=1)  # K': candidates per query from each source, all scored exactly
-    candidates: Literal["global", "tokens", "union"] = "union"  # global kNN, token-level kNN (regions/words index), or both (up to 2K' scored)
+    t2i_candidates: Literal["global", "tokens", "union"] = "union"  # text->image: global kNN, region-level kNN (images-regions), or both (up to 2K' scored)
+    i2t_candidates: Literal["global", "tokens", "union"] = "global"  # image->text: tokens needs the captions-words part
     hits_per_token: int = knob(64, ge=1)  # token kNN: neighbours per query token
     mode: str = "MrSw"  # alignment_scores mode: MrSw, MrAVGw, MwSr, symm, sum, mean, scan-sentences
     padding: Literal["reference", "masked"] = "reference"  # alignment_scores padding semantics
     query_batch: int = knob(64, ge=1)  # queries searched and fetched together
-    score_threads: int = knob(1, ge=0)  # torch threads while scoring: per-query grids are small, and 2 threads ran them ~15x slower than 1 on a busy 2-core machine; 0 = leave torch's setting
+    score_threads: int = knob(1, ge=0)  # torch threads while scoring (two-stage and exhaustive evaluation): per-query grids are small, and 2 threads ran them ~15x slower than 1 on a busy 2-core machine; 0 = leave torch's setting
 
 
 @dataclasses.dataclass
@@ -65,7 +67,8 @@ def _content_tokens(tokens: np.ndarray, lengths: np.ndarray, kind: str) -> list[
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int):
+def torch_threads(n: int):
+    """Sets torch's intra-op threads to ``n`` (0: unchanged) inside the block, then restores them."""
     import torch
 
     before = torch.get_num_threads()
@@ -93,10 +96,10 @@ class TwoStageRetriever:
         self.stores = {"images": images, "captions": captions}
         self.parts = parts
 
-    def _part(self, name: str) -> ShardedIndex:
+    def _part(self, name: str, setting: str) -> ShardedIndex:
         if name not in self.parts:
             raise ValueError(
-                f"candidates={self.config.candidates!r} needs the index part {name!r}, which was not built "
+                f"{setting} needs the index part {name!r}, which was not built "
                 f"(have {sorted(self.parts)}); add it to build.parts or choose another candidates source"
             )
         return self.parts[name]
@@ -104,14 +107,16 @@ class TwoStageRetriever:
     def candidates(self, query_side: str, tokens: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
         """Stage one for a batch of queries from ``query_side``: per query, candidate item indexes."""
         target = "captions" if query_side == "images" else "images"
-        k, source = self.config.k_candidates, self.config.candidates
+        field = "i2t_candidates" if query_side == "images" else "t2i_candidates"
+        k, source = self.config.k_candidates, getattr(self.config, field)
+        setting = f"two_stage.{field}={source!r}"
         lists = []
         if source in ("global", "union"):
-            lists.append(global_candidates(self._part(f"{target}-global"), tokens[:, 0], k))
+            lists.append(global_candidates(self._part(f"{target}-global", setting), tokens[:, 0], k))
         if source in ("tokens", "union"):
             token_part = "images-regions" if target == "images" else "captions-words"
             lists.append(token_candidates(
-                self._part(token_part), _content_tokens(tokens, lengths, query_side), k, self.config.hits_per_token,
+                self._part(token_part, setting), _content_tokens(tokens, lengths, query_side), k, self.config.hits_per_token,
                 words_from="query" if query_side == "captions" else "hits",
             ))
         return lists[0] if len(lists) == 1 else union_candidates(*lists)
@@ -132,7 +137,7 @@ class TwoStageRetriever:
         lengths = np.asarray(queries.lengths.cpu() if hasattr(queries.lengths, "cpu") else queries.lengths, np.int64)
         target = self.stores["captions" if query_side == "images" else "images"]
         items, scores, n_scored, seconds = [], [], [], []
-        with _torch_threads(self.config.score_threads):
+        with torch_threads(self.config.score_threads):
             for start in range(0, len(tokens), self.config.query_batch):
                 began = time.perf_counter()
                 self._search_batch(query_side, tokens[start:start + self.config.query_batch],
@@ -156,3 +161,11 @@ class TwoStageRetriever:
             top_items, top_scores = rank_candidates(cand, exact.astype(np.float64), k)
             for store, value in zip(out, (top_items, top_scores, len(cand))):
                 store.append(value)
+
+
+@dataclasses.dataclass
+class SearchConfig:
+    """``teran search``: the retrieval settings and the store the index lives in."""
+
+    two_stage: TwoStageConfig = dataclasses.field(default_factory=TwoStageConfig)
+    storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)

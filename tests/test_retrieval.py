@@ -50,7 +50,8 @@ def exhaustive_order(scores: np.ndarray) -> np.ndarray:
 def test_full_candidate_lists_give_the_exhaustive_ranking(collection, source):
     _, _, _, batches, exact, _ = collection
     hits = 6 * N_CAPTIONS  # every token of the other side: token candidates cover everything too
-    t2i = retriever(collection, k_candidates=N_CAPTIONS, candidates=source, hits_per_token=hits, query_batch=50)
+    t2i = retriever(collection, k_candidates=N_CAPTIONS, t2i_candidates=source, i2t_candidates=source,
+                    hits_per_token=hits, query_batch=50)
     got = t2i.search("captions", batches["captions"], k=N_IMAGES)
     np.testing.assert_array_equal(got.items, exhaustive_order(exact.T))
     np.testing.assert_allclose(got.scores, np.take_along_axis(exact.T, got.items, 1), rtol=1e-5)
@@ -73,7 +74,7 @@ def test_recall_loss_is_bounded_by_candidate_misses_as_k_shrinks(collection):
     exhaustive_rank = (exact.T > exact.T[np.arange(N_CAPTIONS), owner][:, None]).sum(1)  # no ties in this data
     candidate_recall = []
     for k_candidates in (48, 24, 12, 6, 3):
-        got = retriever(collection, k_candidates=k_candidates, candidates="global").search("captions", batches["captions"], k=k_candidates)
+        got = retriever(collection, k_candidates=k_candidates, t2i_candidates="global").search("captions", batches["captions"], k=k_candidates)
         found = got.items == owner[:, None]
         rank = np.where(found.any(1), found.argmax(1), np.inf)
         candidate_recall.append(found.any(1).mean())
@@ -89,7 +90,7 @@ def test_recall_loss_is_bounded_by_candidate_misses_as_k_shrinks(collection):
 def test_missing_index_part_is_named(collection):
     _, memory, parts, batches, _, _ = collection
     without_regions = {k: v for k, v in parts.items() if k != "images-regions"}
-    two_stage = TwoStageRetriever(TwoStageConfig(candidates="tokens"), images=memory["images"],
+    two_stage = TwoStageRetriever(TwoStageConfig(t2i_candidates="tokens"), images=memory["images"],
                                   captions=memory["captions"], parts=without_regions)
-    with pytest.raises(ValueError, match="needs the index part 'images-regions'"):
+    with pytest.raises(ValueError, match="two_stage.t2i_candidates='tokens' needs the index part 'images-regions'"):
         two_stage.search("captions", batches["captions"], k=5)

@@ -20,8 +20,8 @@ from teran_core.index.vectors import content_slots, token_vectors
 from teran_core.storage import Location
 
 __all__ = [
-    "vectors_per_item", "part_vectors", "training_sample", "train_index", "add_vectors",
-    "build_shard", "train_part", "write_part_manifest", "build_part",
+    "vectors_per_item", "plan_part", "part_vectors", "training_sample", "train_index", "add_vectors",
+    "build_shard", "set_threads", "train_part", "write_part_manifest", "build_part",
 ]
 
 NORM_TOLERANCE = 0.02  # float16 storage keeps unit norms within ~1e-3; 2e-2 flags unnormalised input
@@ -34,6 +34,11 @@ def vectors_per_item(emb: EmbeddingSet, spec: PartSpec) -> np.ndarray:
     first, trailing = content_slots(emb.kind)
     lengths = np.concatenate([t.column("length").to_numpy() for _, t in emb.iter_shards(["length"])])
     return np.clip(lengths.astype(np.int64) - first - trailing, 0, None)
+
+
+def plan_part(emb: EmbeddingSet, spec: PartSpec, section) -> IndexChoice:
+    """The index for one part: ``section.choose`` (an :class:`~teran_core.index.config.IndexSection`) on its size."""
+    return section.choose(int(vectors_per_item(emb, spec).sum()), emb.dim)
 
 
 def part_vectors(table: pa.Table, spec: PartSpec, kind: str, first_item: int) -> tuple[np.ndarray, np.ndarray]:
@@ -133,6 +138,14 @@ def write_part_manifest(part_root: Location, spec: PartSpec, choice: IndexChoice
     }
     write_json(part_root.join("part.json"), manifest)
     return manifest
+
+
+def set_threads(n: int) -> None:
+    """FAISS's OpenMP threads for this process (a Ray task's CPU share); 0 leaves the default."""
+    import faiss
+
+    if n > 0:
+        faiss.omp_set_num_threads(n)
 
 
 def train_part(emb: EmbeddingSet, spec: PartSpec, choice: IndexChoice, part_root: Location,

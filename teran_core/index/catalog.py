@@ -84,6 +84,34 @@ class TeranIndex:
             self._ids[side] = IdMap.open(self.root.join("ids", side), self.manifest["sides"][side]["id_shards"])
         return self._ids[side]
 
+    def retriever(self, config, *, in_memory: bool = False):
+        """A :class:`~teran_core.retrieval.TwoStageRetriever` over every part and the embedding set."""
+        from teran_core.retrieval import TwoStageRetriever
+
+        stores = {side: self.embeddings(side) for side in ("images", "captions")}
+        if in_memory:
+            stores = {side: emb.load() for side, emb in stores.items()}
+        return TwoStageRetriever(config, images=stores["images"], captions=stores["captions"], parts=self.parts())
+
+    def load_model(self, checkpoint: str | None = None, fmt: str = "auto"):
+        """The model that encoded the embeddings (recorded in index.json), or ``checkpoint`` instead.
+
+        Raises:
+            ValueError: neither a checkpoint is given nor one is recorded (e.g. synthetic embeddings).
+        """
+        from teran_core.encode.config import ModelSection
+        from teran_core.encode.model_spec import ModelSpec
+
+        recorded = self.manifest.get("model") or {}
+        if checkpoint is None and "checkpoint" not in recorded:
+            raise ValueError(
+                f"{self.root.uri}/index.json records no model checkpoint (embeddings made by {recorded.get('name', 'an unknown producer')}); "
+                f"pass the checkpoint that encoded them (teran search --checkpoint URI)"
+            )
+        section = ModelSection(checkpoint=checkpoint or recorded["checkpoint"],
+                               format=fmt if checkpoint else recorded.get("format", "auto"))
+        return ModelSpec.from_section(section, self.root.storage).load()
+
     def embeddings(self, side: str) -> EmbeddingSet:
         """The embedding side the index was built from, checked to be unchanged since.
 

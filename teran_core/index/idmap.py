@@ -88,11 +88,17 @@ class IdMap:
     def item_id(self, index: int) -> str:
         return self.item_ids[index]
 
-    def index_of(self, item_ids: list[str]) -> np.ndarray:
-        """Item indexes of ``item_ids``; raises KeyError naming the first unknown id."""
+    def _lookup(self) -> dict[str, int]:
         if self._index is None:
             self._index = {item: i for i, item in enumerate(self.item_ids)}
-        missing = [i for i in item_ids if i not in self._index]
+        return self._index
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self._lookup()
+
+    def index_of(self, item_ids: list[str]) -> np.ndarray:
+        """Item indexes of ``item_ids``; raises KeyError naming the first unknown id."""
+        missing = [i for i in item_ids if i not in self._lookup()]
         if missing:
             raise KeyError(f"item id {missing[0]!r} is not in this index ({len(missing)} unknown of {len(item_ids)})")
         return np.array([self._index[i] for i in item_ids], dtype=np.int64)

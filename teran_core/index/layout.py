@@ -16,9 +16,13 @@ import dataclasses
 import json
 import posixpath
 
+import numpy as np
+
 from teran_core.storage import Location
 
-__all__ = ["INDEX_FORMAT_VERSION", "PartSpec", "write_faiss", "read_faiss", "write_json", "read_index_manifest"]
+__all__ = [
+    "INDEX_FORMAT_VERSION", "PartSpec", "write_faiss", "read_faiss", "serialize", "deserialize", "write_json", "read_index_manifest",
+]
 
 INDEX_FORMAT_VERSION = 1
 _TOKEN_PART = {"images": "regions", "captions": "words"}
@@ -83,6 +87,19 @@ def read_faiss(location: Location, mmap: bool = True):
         return faiss.read_index(location.path, faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
     with location.open("rb") as f:
         return faiss.read_index(faiss.PyCallbackIOReader(f.read))
+
+
+def serialize(index) -> np.ndarray:
+    """A FAISS index as a uint8 array (what Ray ships to the shard tasks, zero-copy)."""
+    import faiss
+
+    return faiss.serialize_index(index)
+
+
+def deserialize(data: np.ndarray):
+    import faiss
+
+    return faiss.deserialize_index(np.asarray(data, dtype=np.uint8))
 
 
 def write_json(location: Location, data: dict) -> None:

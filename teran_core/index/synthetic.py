@@ -18,12 +18,10 @@ vectors, blurred by the mean and the noise, rank it less sharply: the gap two-st
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-
 import numpy as np
 
 from teran_core.config import knob
-from teran_core.embedding_set import write_embedding_side
+from teran_core.embedding_set import EmbeddingSideWriter
 from teran_core.storage import Location
 
 __all__ = ["GroundedSpec", "grounded_shard", "write_grounded_embeddings"]
@@ -111,17 +109,14 @@ def write_grounded_embeddings(root: Location, spec: GroundedSpec, dtype: str = "
         >>> owner.tolist(), len(EmbeddingSet.open(root.join("captions")))
         ([0, 0, 1, 1, 2, 2], 6)
     """
-    n_shards = -(-spec.images // spec.images_per_shard)
-    owners: list[np.ndarray] = []
-
-    def side(which: int) -> Iterator[tuple]:
-        for shard in range(n_shards):
-            parts = grounded_shard(spec, shard)
-            if which == 1:
-                owners.append(parts[2])
-            yield parts[which]
-
     model = {"name": "grounded-synthetic", "spec": dataclasses.asdict(spec)}
-    write_embedding_side(root.join("images"), "images", side(0), dtype=dtype, model=model)
-    write_embedding_side(root.join("captions"), "captions", side(1), dtype=dtype, model=model)
+    writers = [EmbeddingSideWriter(root.join(side), side, dtype=dtype, model=model) for side in ("images", "captions")]
+    owners = []
+    for shard in range(-(-spec.images // spec.images_per_shard)):
+        images, captions, owner = grounded_shard(spec, shard)
+        writers[0].add(*images)
+        writers[1].add(*captions)
+        owners.append(owner)
+    for writer in writers:
+        writer.finish()
     return np.concatenate(owners)

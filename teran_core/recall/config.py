@@ -1,0 +1,79 @@
+"""The evaluate job's knobs: which index and split, which evaluators, how many queries, K' sweep.
+
+``configs/evaluate.yaml`` sets every section; ``teran evaluate --config x.yaml section.key=value``
+overrides single keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from teran_core.config import RayConfig, knob
+from teran_core.evaluation import PROTOCOLS
+from teran_core.retrieval import TwoStageConfig
+from teran_core.storage import StorageConfig
+
+__all__ = ["EVALUATORS", "EvalPaths", "EvalSection", "EvaluateJobConfig"]
+
+EVALUATORS = ("exhaustive", "global", "two-stage")
+
+
+@dataclasses.dataclass
+class EvalPaths:
+    """Ground truth, the index (which records its embedding set and model), and the report folder."""
+
+    dataset: str = ""  # teran dataset folder (dataset.json): the split's image-caption pairs are the ground truth
+    split: str = "test"  # split to evaluate; its image order defines the reference 1K folds
+    index: str = ""  # index folder written by `teran build-index`
+    output: str = ""  # report folder: results.json, report.md, *.png
+
+
+@dataclasses.dataclass
+class EvalSection:
+    """What is measured, on how many queries."""
+
+    protocol: str = "all"  # reference protocol of the exhaustive split matrix: coco-1k, coco-5k, f30k-1k or all
+    evaluators: list[str] = dataclasses.field(default_factory=lambda: list(EVALUATORS))  # any of exhaustive, global, two-stage
+    queries: int = knob(0, ge=0)  # 0: every split image and caption queries; N: a seeded sample of N captions and N images (large-scale mode)
+    image_queries: int | None = knob(None, ge=1)  # large-scale mode: another sample size for images (an exhaustive image query costs 5x a caption's)
+    seed: int = knob(0, ge=0)  # query sample
+    max_exhaustive_pairs: int = knob(2 * 10**9, ge=0)  # exhaustive runs only below this many TERAN pairs (5K COCO: 1.25e8)
+    global_k: int = knob(1000, ge=1)  # length of the global-only kNN list (ranks beyond it are misses)
+    k_sweep: list[int] = dataclasses.field(default_factory=lambda: [10, 50, 100, 500, 1000])  # K' values for the plots; two_stage.k_candidates is always included
+    chunk_queries: int = knob(256, ge=1)  # queries per Ray actor call
+    latency_queries: int = knob(100, ge=0)  # queries timed one at a time for latency percentiles
+    actors: int = knob(2, ge=1)  # evaluator actors, each holding the index and token stores
+    actor_cpus: float = knob(1.0, gt=0)  # Ray CPUs per actor
+    in_memory: bool = False  # hold the embeddings in each actor's RAM (else fetch candidates from the shards)
+
+    def check(self) -> list[str]:
+        problems = []
+        if self.protocol not in PROTOCOLS:
+            problems.append(f"protocol: got {self.protocol!r}, expected one of {sorted(PROTOCOLS)}")
+        unknown = sorted(set(self.evaluators) - set(EVALUATORS))
+        if unknown or not self.evaluators:
+            problems.append(f"evaluators: got {self.evaluators}, expected a non-empty subset of {list(EVALUATORS)}")
+        if any(k < 1 for k in self.k_sweep):
+            problems.append(f"k_sweep: got {self.k_sweep}, expected positive K' values")
+        return problems
+
+
+@dataclasses.dataclass
+class EvaluateJobConfig:
+    """``teran evaluate``: recall of exhaustive, global-only and two-stage retrieval against ground truth."""
+
+    paths: EvalPaths = dataclasses.field(default_factory=EvalPaths)
+    eval: EvalSection = dataclasses.field(default_factory=EvalSection)
+    two_stage: TwoStageConfig = dataclasses.field(default_factory=TwoStageConfig)
+    storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)
+    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
+
+    def missing(self) -> list[str]:
+        """The locations a run needs that are still empty.
+
+        Example:
+            >>> EvaluateJobConfig().missing()[0]
+            'paths.dataset: missing; set it, e.g. paths.dataset=s3://bucket/dataset/coco'
+        """
+        return [f"paths.{key}: missing; set it, e.g. paths.{key}=s3://bucket/{key}/coco"
+                for key in ("dataset", "index", "output") if not getattr(self.paths, key)]

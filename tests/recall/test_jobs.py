@@ -1,0 +1,65 @@
+"""The build-index and evaluate jobs end to end on real Ray, a real dataset split and real storage."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jobs import build_index, evaluate
+from teran_core.data import load_split
+from teran_core.data.synth import SynthConfig, generate_dataset
+from teran_core.embedding_set import write_embedding_side
+from teran_core.index.catalog import TeranIndex
+from teran_core.index.synthetic import GroundedSpec, grounded_shard
+
+
+def embed_split(dataset, emb_root):
+    """Grounded synthetic token sets under the test split's own image and caption ids."""
+    image_ids, caption_ids, caption_image = load_split(dataset.uri, "test", dataset.storage)
+    spec = GroundedSpec(images=len(image_ids), captions_per_image=5, dim=16, regions=5, words=(2, 5), salient=2,
+                        concepts=8, images_per_shard=len(image_ids))
+    (_, img_tokens, img_lengths), (_, cap_tokens, cap_lengths), owner = grounded_shard(spec, 0)
+    assert owner.tolist() == caption_image.tolist()  # both put 5 consecutive captions per image
+    half, cap_half = len(image_ids) // 2, 5 * (len(image_ids) // 2)
+    write_embedding_side(emb_root.join("images"), "images", [
+        (image_ids[:half], img_tokens[:half], img_lengths[:half]), (image_ids[half:], img_tokens[half:], img_lengths[half:])])
+    write_embedding_side(emb_root.join("captions"), "captions", [
+        (caption_ids[:cap_half], cap_tokens[:cap_half], cap_lengths[:cap_half]),
+        (caption_ids[cap_half:], cap_tokens[cap_half:], cap_lengths[cap_half:])])
+    return len(image_ids), len(caption_ids)
+
+
+def storage_args(root):
+    endpoint = root.storage.endpoint_override
+    return [f"storage.endpoint_override={endpoint}"] if endpoint else []
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_build_index_then_evaluate(ray_session, storage_root, capsys):
+    dataset, emb, index, out = (storage_root.join(p) for p in ("data", "emb", "index", "eval"))
+    generate_dataset(SynthConfig(images=24, feature_dim=4, group_size=2, test_images=20, dev_images=0), dataset)
+    n_images, n_captions = embed_split(dataset, emb)
+    common = storage_args(storage_root)
+    build = ["--config", "configs/build_index.yaml", f"paths.embeddings={emb.uri}", f"paths.index={index.uri}",
+             "index.add_task_cpus=0.5", *common]
+    assert build_index.main(build) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert {name: p["ntotal"] for name, p in summary["parts"].items()} == {
+        "images-global": n_images, "captions-global": n_captions, "images-regions": n_images * 5}
+    opened = TeranIndex.open(index)
+    assert opened.id_map("captions").item_ids[:2] == load_split(dataset.uri, "test", dataset.storage)[1][:2]
+    assert build_index.main(build) == 2  # a finished index is not overwritten by accident
+    assert "already holds a finished index" in capsys.readouterr().err
+
+    assert evaluate.main([
+        "--config", "configs/evaluate.yaml", f"paths.dataset={dataset.uri}", f"paths.index={index.uri}",
+        f"paths.output={out.uri}", "eval.protocol=all", "eval.k_sweep=[5,20]", "eval.actor_cpus=0.5",
+        "eval.latency_queries=3", "two_stage.k_candidates=20", *common]) == 0
+    results = json.loads(out.join("results.json").read_text())
+    exhaustive, two_stage = results["evaluators"]["exhaustive"], results["evaluators"]["two-stage"]
+    assert results["protocol"]["metrics"]["rsum"] == pytest.approx(exhaustive["metrics"]["rsum"])  # collection == split
+    assert two_stage["metrics"]["t2i_r10"] == exhaustive["metrics"]["t2i_r10"]  # K' = 20 = every image
+    assert results["missing"] == {"images": {"count": 0, "first": []}, "captions": {"count": 0, "first": []}}
+    assert sorted(out.list()) == ["recall_vs_kprime.png", "recall_vs_pairs.png", "report.md", "results.json"]
+    assert np.isfinite(results["latency_ms"]["p99"])
