@@ -4,8 +4,9 @@ the reference evaluation's way (pad images to 37 and captions to 88 slots, score
     python benchmarks/score_kernel.py [--images 200 --captions 1000 --device cpu]
 
 All figures come from this one run; the kernel and the matmuls are timed ``--repeats`` times,
-interleaved, keeping the best of each (the machine may be shared). The padded baseline is timed on ``--baseline-queries`` queries per direction and
-scaled to all pairs (its cost per query is constant); its scores are checked against the kernel's.
+interleaved, keeping the best of each (the machine may be shared). The padded baseline is timed on
+``--baseline-queries`` queries per direction and scaled to all pairs (its cost per query is
+constant); its scores are checked against the kernel's.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ def with_block_shapes(run):
     """Runs ``run()`` once, recording the (region rows, word columns) of every GEMM block the kernel makes."""
     blocks, score_block = [], alignment._score_block
 
-    def recording(regions, n_regions, words, n_words, *rest):
+    def recording(regions, n_regions, region_pad, words, *rest):
         blocks.append((regions.shape[0] * regions.shape[1], words.shape[0]))  # words are packed (W, D)
-        return score_block(regions, n_regions, words, n_words, *rest)
+        return score_block(regions, n_regions, region_pad, words, *rest)
 
     alignment._score_block = recording
     try:
@@ -126,7 +127,8 @@ def main() -> None:
 
     largest = max(blocks, key=lambda b: b[0] * b[1])
     print(f"block kernel : {kernel_s:.2f} s, {pairs / kernel_s:,.0f} pairs/s, {kernel_gflops:.1f} GFLOP/s useful (true lengths); "
-          f"{len(blocks)} blocks, largest {largest[0]} x {largest[1]}, GEMM work +{100 * (gemm_flop / useful_flop - 1):.1f}% block padding")
+          f"{len(blocks)} blocks, largest {largest[0]} x {largest[1]}, "
+          f"GEMM work +{100 * (gemm_flop / useful_flop - 1):.1f}% block padding")
     print(f"torch.matmul : {matmul_s:.2f} s, {matmul_gflops:.1f} GFLOP/s for the kernel's {len(blocks)} GEMM shapes alone")
     print(f"padded x2    : {baseline_s:.2f} s for all pairs ({len(queries)} queries per direction timed, scaled), "
           f"{pairs / baseline_s:,.0f} pairs/s, {baseline_flop / baseline_s / 1e9:.1f} GFLOP/s")

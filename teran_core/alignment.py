@@ -15,8 +15,7 @@ word pieces packed back to back (images are padded to the longest of their block
   0 when n_i < 36 and a max over words when m_c < 85, and ``mean`` divides by 36 x 85. Longer items,
   which the reference cannot store, are padded to their own length.
 
-``sum`` and ``scan-sentences`` are the same under both. Where the reference divides 0 by 0 (a word
-whose similarity to every region is <= 0, in ``scan-sentences``), the unit-norm step yields 0 here.
+``sum`` and ``scan-sentences`` are the same under both.
 """
 
 from __future__ import annotations
@@ -120,11 +119,14 @@ def _budgets(max_block_bytes: int, copies: int, dim: int, rows: int, longest: tu
     return row_budget, col_budget
 
 
-def _padded_regions(tokens: torch.Tensor, index: torch.Tensor, counts: torch.Tensor, width: int) -> torch.Tensor:
-    """(n, width, D) float32 regions (slots 1..count) of the images at ``index``, zero past each count."""
+def _padded_regions(tokens: torch.Tensor, index: torch.Tensor, counts: torch.Tensor, width: int, padded: bool):
+    """(n, width, D) float32 regions (slots 1..count) of the images at ``index``, zero past each count,
+    and the (n, width) mask of those padded slots (None when ``padded`` is False: every count is ``width``)."""
     block = tokens[index, 1:1 + width].float()
-    valid = torch.arange(width, device=block.device)[None, :] < counts[:, None]
-    return torch.where(valid[:, :, None], block, 0.0)
+    if not padded:  # a fixed number of regions (features_36): nothing to mask, skip the passes
+        return block, None
+    pad = torch.arange(width, device=block.device)[None, :] >= counts[:, None]  # True = pad
+    return torch.where(pad[:, :, None], 0.0, block), pad
 
 
 class _CaptionBlock(NamedTuple):
@@ -161,7 +163,12 @@ def _scan_sentences(A, regions, region_pad, words):
     sq_norm = (torch.einsum("nrmt,mts->nrms", w, gram) * w).sum(3)  # (n, R, m)
     norms = regions.norm(dim=2)[:, :, None] * sq_norm.clamp_min(0).sqrt()
     cos = dot / norms.clamp_min(1e-8)
-    return cos.masked_fill(region_pad[:, :, None], 0.0).sum(1)  # (n, m)
+    return _drop_padded(cos, region_pad).sum(1)  # (n, m)
+
+
+def _drop_padded(x: torch.Tensor, region_pad: torch.Tensor | None) -> torch.Tensor:
+    """x (n, R, m) with padded regions' entries set to 0."""
+    return x if region_pad is None else x.masked_fill(region_pad[:, :, None], 0.0)
 
 
 def _zero_fill_floor(counts: torch.Tensor, padded_to: int) -> torch.Tensor:
@@ -174,13 +181,12 @@ def _per_caption(x: torch.Tensor, runs: list[tuple[int, int, int]], reduce) -> t
     return torch.cat([reduce(x[..., s:s + m * T].unflatten(-1, (m, T)), dim=-1) for s, m, T in runs], dim=-1)
 
 
-def _score_block(regions, n_regions, words, n_words, runs, mode: str, padding: str) -> torch.Tensor:
-    """(n, m) scores of one block: regions (n, R, D) zero past n_regions; words (W, D) packed for m
-    captions sorted by n_words, in ``runs``. One GEMM over the true word count; reductions over
-    regions run on the whole grid at once, reductions over words on dense views of each run."""
+def _score_block(regions, n_regions, region_pad, words, n_words, runs, mode: str, padding: str) -> torch.Tensor:
+    """(n, m) scores of one block: regions (n, R, D) zero where region_pad (or None: no padding);
+    words (W, D) packed for m captions sorted by n_words, in ``runs``. One GEMM over the true word
+    count; reductions over regions run on the whole grid at once, over words on views of each run."""
     n, R, D = regions.shape
     A = (regions.reshape(n * R, D) @ words.T).view(n, R, -1)  # (n, R, W): the only GEMM
-    region_pad = torch.arange(R, device=A.device)[None, :] >= n_regions[:, None]  # (n, R) True = pad
     reference = padding == "reference"
     if mode == "scan-sentences":  # padded regions are zero vectors: their cells are 0
         return torch.cat([_scan_sentences(A[:, :, s:s + m * T].unflatten(2, (m, T)), regions, region_pad,
@@ -189,10 +195,11 @@ def _score_block(regions, n_regions, words, n_words, runs, mode: str, padding: s
         total = _per_caption(A.sum(1), runs, torch.sum)  # (n, m)
         if mode == "sum":
             return total
-        if reference:
-            return total / (n_regions.clamp_min(REFERENCE_IMAGE_SLOTS - 1)[:, None] * n_words.clamp_min(REFERENCE_CAPTION_SLOTS - 3)[None])
+        if reference:  # the reference averages over its whole padded 36 x 85 grid
+            n_regions, n_words = n_regions.clamp_min(REFERENCE_IMAGE_SLOTS - 1), n_words.clamp_min(REFERENCE_CAPTION_SLOTS - 3)
         return total / (n_regions[:, None] * n_words[None, :])
-    A.masked_fill_(region_pad[:, :, None], float("-inf"))  # padded regions never win a max
+    if region_pad is not None:
+        A.masked_fill_(region_pad[:, :, None], float("-inf"))  # padded regions never win a max
     score = 0.0
     if mode in ("MrSw", "MrAVGw", "symm"):
         best = A.amax(1)  # (n, W): best region per word, for the whole block at once
@@ -203,7 +210,7 @@ def _score_block(regions, n_regions, words, n_words, runs, mode: str, padding: s
         best = _per_caption(A, runs, torch.amax)  # (n, R, m): best word per region
         if reference:
             best = torch.maximum(best, _zero_fill_floor(n_words, REFERENCE_CAPTION_SLOTS - 3)[None, None, :])
-        score = score + best.masked_fill(region_pad[:, :, None], 0.0).sum(1)
+        score = score + _drop_padded(best, region_pad).sum(1)
     return score
 
 
@@ -244,7 +251,10 @@ def alignment_scores(
         tensor([[0.8000]])
     """
     if mode not in _WORKSPACE_COPIES or padding not in _PADDINGS:
-        raise ValueError(f"alignment_scores: mode {mode!r} / padding {padding!r}; expected mode in {tuple(_WORKSPACE_COPIES)} and padding in {_PADDINGS}")
+        raise ValueError(
+            f"alignment_scores: mode {mode!r} / padding {padding!r}; expected mode in {tuple(_WORKSPACE_COPIES)} "
+            f"and padding in {_PADDINGS}"
+        )
     dim = images.tokens.shape[2]
     if captions.tokens.shape[2] != dim:
         raise ValueError(f"images have D={dim} but captions D={captions.tokens.shape[2]}; they must come from one model")
@@ -261,10 +271,13 @@ def alignment_scores(
     caption_blocks = [_caption_block(index, n_words[index], device) for index in _plan(n_words, col_budget, padded=False)]
     n_regions_on_device = n_regions.to(device)
     for img_index in _plan(n_regions, row_budget, padded=True):
-        width, img_index = int(n_regions[img_index].max()), img_index.to(device)
-        regions = _padded_regions(img_tokens, img_index, n_regions_on_device[img_index], width)
+        counts = n_regions[img_index]
+        width, padded, img_index = int(counts.max()), bool(counts.min() < counts.max()), img_index.to(device)
+        regions, region_pad = _padded_regions(img_tokens, img_index, n_regions_on_device[img_index], width, padded)
         for cap in caption_blocks:
             words = cap_tokens[cap.item, cap.slot].float()  # (W, D)
-            block = _score_block(regions, n_regions_on_device[img_index], words, cap.counts, cap.runs, mode, padding)
+            block = _score_block(
+                regions, n_regions_on_device[img_index], region_pad, words, cap.counts, cap.runs, mode, padding
+            )
             out[img_index[:, None], cap.index[None, :]] = block
     return out

@@ -109,7 +109,10 @@ def model_from_reference(config: dict, state: dict, bert_config=None, source: st
     tokenizer = load_tokenizer()
     check_bert_uncased_vocabulary(tokenizer, "the packaged tokenizer")
     if bert.vocab_size != len(tokenizer):
-        raise ValueError(f"reference checkpoint {source}: BERT vocabulary {bert.vocab_size}, but teran's bert-base-uncased tokenizer has {len(tokenizer)}")
+        raise ValueError(
+            f"reference checkpoint {source}: BERT vocabulary {bert.vocab_size}, but teran's bert-base-uncased "
+            f"tokenizer has {len(tokenizer)}"
+        )
     model = TERAN(teran_config, bert_config=bert, tokenizer=tokenizer)
     model.load_state_dict(_map_state(state, model.state_dict(), source), strict=True)
     return model.eval()

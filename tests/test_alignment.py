@@ -155,9 +155,9 @@ def test_small_blocks_give_the_same_scores_and_respect_the_memory_bound(mode, mo
     limit, dim, blocks = 120_000, 8, []
     score_block = alignment._score_block
 
-    def recording(regions, n_regions, words, n_words, *args):
+    def recording(regions, n_regions, region_pad, words, *args):
         blocks.append((regions.shape[0] * regions.shape[1], words.shape[0]))  # words are packed (W, D)
-        return score_block(regions, n_regions, words, n_words, *args)
+        return score_block(regions, n_regions, region_pad, words, *args)
 
     monkeypatch.setattr(alignment, "_score_block", recording)
     small = alignment_scores(images, captions, mode, max_block_bytes=limit)

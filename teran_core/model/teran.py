@@ -90,7 +90,7 @@ class TERAN(nn.Module):
     def train(self, mode: bool = True) -> "TERAN":
         super().train(mode)
         if not self.config.fine_tune:  # a frozen backbone stays deterministic, so its outputs can be cached
-            self.text.bert.eval()
+            self.text.bert.eval()  # (the reference kept the frozen BERT's dropout on while training)
         return self
 
     def _joint(self, encoder: nn.Module, tokens: torch.Tensor, pad: torch.Tensor) -> TokenSet:
