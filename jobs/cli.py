@@ -10,6 +10,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("jobs.synth", "write a grounded synthetic dataset"),
     "convert": ("jobs.convert", "convert COCO, Flickr30K or precomp data to shards"),
+    "train": ("jobs.train", "train TERAN on Ray Train; rerunning a run name resumes it"),
     "encode": ("jobs.encode", "encode a dataset's images and captions into embedding shards (Ray Data)"),
     "build-index": ("jobs.build_index", "build a sharded FAISS index from an embedding set"),
     "evaluate": ("jobs.evaluate", "recall of exhaustive, global-only and two-stage retrieval"),

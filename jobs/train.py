@@ -1,0 +1,143 @@
+"""teran train: trains TERAN with Ray Train (TorchTrainer, DDP) on pairs streamed by Ray Data.
+
+Rerunning with the same run name resumes from the last checkpoint; the best checkpoint (dev rsum) is
+exported as a teran checkpoint folder that ``teran encode`` loads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+
+import torch
+
+from jobs.common import init_ray, job_parser, load_job_config, run_main
+from teran_core.checkpoint import load_checkpoint, save_checkpoint
+from teran_core.config import from_dict, to_dict
+from teran_core.data import CaptionCollator, DatasetManifest
+from teran_core.losses import TeranLoss
+from teran_core.model.teran import TERAN
+from teran_core.storage import resolve
+from teran_core.train import CaptionIndex, PairBuilder, PairEncoder, TrainJobConfig, collate_pairs, learning_rate, train_step, validate
+from teran_core.train.curves import history_csv, history_png
+from teran_core.train.loop import DevSet, HiddenCache
+from teran_core.train.state import TrainState, load_train_state, save_train_state
+
+log = logging.getLogger("teran.train")
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    """Runs on every training worker: plain PyTorch around the numbered Ray Train calls."""
+    import ray.train
+    import ray.train.torch
+
+    cfg = from_dict(TrainJobConfig, loop_config["cfg"])
+    rank = ray.train.get_context().get_world_rank()
+    checkpoint = ray.train.get_checkpoint()  # [1] resume after a restart or a rerun of the same run name
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            model, state = load_train_state(folder)
+        log.info("resuming at epoch %d, step %d", state.epoch, state.step)
+    elif cfg.init_checkpoint:
+        model, state = load_checkpoint(cfg.init_checkpoint, cfg.storage), TrainState()
+    else:
+        model, state = TERAN(cfg.model), TrainState()
+    cache = HiddenCache(cfg.optim.cache_backbone_mb) if cfg.optim.cache_backbone_mb else None
+    encoder = ray.train.torch.prepare_model(PairEncoder(model, cache))  # [2] device placement, DDP when > 1 worker
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.optim.lr)
+    if state.optimizer:
+        optimizer.load_state_dict(state.optimizer)
+    loss_fn = TeranLoss(cfg.model)
+    manifest = DatasetManifest.load(resolve(cfg.data.dataset, cfg.storage))
+    dev = DevSet.load(manifest, cfg.data.dev_split, cfg.data.dev_images,
+                      CaptionCollator(cfg.model.backbone, cfg.data.max_caption_tokens)) if rank == 0 else None
+    pairs = ray.train.get_dataset_shard("train")  # [3] this worker's share of the streamed pairs
+    for epoch in range(state.epoch, cfg.optim.epochs):
+        model.train()
+        losses, started, last_log = [], time.time(), time.time()
+        for table in pairs.iter_batches(batch_size=cfg.optim.batch_size, batch_format="pyarrow", drop_last=True,
+                                        local_shuffle_buffer_size=cfg.data.shuffle_buffer or None):
+            lr = learning_rate(cfg.optim, epoch, state.step)
+            terms = train_step(encoder, loss_fn, collate_pairs(table), optimizer, lr, cfg.optim.grad_clip)
+            losses.append(terms["total"])
+            state.step += 1
+            if rank == 0 and time.time() - last_log >= cfg.run.log_every_s:
+                log.info("epoch %d step %d loss %.4f (%.1f pairs/s)", epoch + 1, state.step, terms["total"],
+                         len(losses) * cfg.optim.batch_size / (time.time() - started))
+                last_log = time.time()
+        metrics = {"epoch": epoch, "step": state.step, "loss": sum(losses) / max(len(losses), 1), "lr": lr,
+                   "epoch_s": time.time() - started}
+        if rank == 0:
+            metrics.update(validate(model, dev))
+            log.info("epoch %d done: loss %.4f, dev rsum %.1f, t2i R@10 %.1f", epoch + 1, metrics["loss"],
+                     metrics["rsum"], metrics["t2i_r10"])
+        state.epoch, state.optimizer = epoch + 1, optimizer.state_dict()
+        state.history.append(metrics)
+        with tempfile.TemporaryDirectory() as folder:
+            if rank == 0:
+                save_train_state(folder, model, state)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if rank == 0 else None)  # [4]
+
+
+def export_best(cfg: TrainJobConfig, result) -> dict:
+    """Copies the best checkpoint's model to the export folder, with the metrics CSV and curves PNG."""
+    best, best_metrics = max(result.best_checkpoints, key=lambda pair: pair[1].get("rsum", float("-inf")))
+    with best.as_directory() as folder:
+        model, state = load_train_state(folder)
+    export = resolve(cfg.export_uri(), cfg.storage)
+    save_checkpoint(model, export.uri, cfg.storage)
+    export.join("metrics.csv").write_text(history_csv(state.history))
+    export.join("metrics.json").write_text(json.dumps(state.history, indent=2))
+    export.join("curves.png").write_bytes(history_png(state.history, f"run {cfg.run.name}"))
+    return {"export": export.uri, "best_epoch": best_metrics["epoch"] + 1, "best_rsum": best_metrics.get("rsum")}
+
+
+def run(cfg: TrainJobConfig) -> dict:
+    """Trains (or resumes) the run and exports its best checkpoint; returns a short summary."""
+    ray = init_ray(cfg.ray)
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    manifest = DatasetManifest.load(resolve(cfg.data.dataset, cfg.storage))
+    index = CaptionIndex.build(manifest, cfg.data.train_split, CaptionCollator(cfg.model.backbone, cfg.data.max_caption_tokens))
+    shards = manifest.shard_locations("images")
+    # a plain function stage fuses with the read tasks: no actor holds a CPU the trainer needs
+    pairs = ray.data.read_parquet([s.path for s in shards], filesystem=shards[0].pyarrow_filesystem()).map_batches(
+        PairBuilder(index), batch_format="pyarrow")
+    if cfg.data.materialize:
+        pairs = pairs.materialize()
+    storage = resolve(cfg.run.storage_path, cfg.storage)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": to_dict(cfg)},
+        scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
+                                     resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}),
+        run_config=RunConfig(
+            name=cfg.run.name, storage_path=storage.path, storage_filesystem=storage.pyarrow_filesystem(),
+            failure_config=FailureConfig(max_failures=cfg.run.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.run.keep_checkpoints,
+                                               checkpoint_score_attribute="rsum", checkpoint_score_order="max"),
+        ),
+        datasets={"train": pairs},
+    )
+    log.info("training %d captions of split %r for %d epochs", len(index), cfg.data.train_split, cfg.optim.epochs)
+    summary = export_best(cfg, trainer.fit())
+    log.info("best checkpoint (epoch %d, dev rsum %.1f) exported to %s", summary["best_epoch"], summary["best_rsum"],
+             summary["export"])
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = job_parser("teran train", __doc__.splitlines()[0]).parse_args(argv)
+
+    def body() -> int:
+        print(json.dumps(run(load_job_config(TrainJobConfig, args)), indent=2))
+        return 0
+
+    return run_main("teran train", body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
