@@ -8,6 +8,7 @@ import sys
 
 # subcommand -> (module with a main(argv) function, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("jobs.demo", "the whole pipeline on synthetic data, on this machine, in minutes"),
     "synth": ("jobs.synth", "write a grounded synthetic dataset"),
     "convert": ("jobs.convert", "convert COCO, Flickr30K or precomp data to shards"),
     "train": ("jobs.train", "train TERAN on Ray Train; rerunning a run name resumes it"),

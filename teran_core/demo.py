@@ -1,0 +1,138 @@
+"""The end-to-end demo: what it runs, as the configs of the real jobs, and the comparison report.
+
+The demo trains a small TERAN and a global-only model with the same budget on a grounded synthetic
+dataset, then runs each (and the untrained model) through encode -> build-index -> evaluate on the
+1K-image test split. Every step is a real job with a config file written under ``<root>/configs``,
+so each can be rerun or inspected alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from teran_core.config import RayConfig, knob
+from teran_core.model.config import TeranConfig
+from teran_core.storage import StorageConfig
+
+__all__ = ["DemoJobConfig", "MODELS", "step_configs", "comparison_rows", "comparison_markdown"]
+
+# model name -> (what it is, the loss weights it trains with)
+MODELS = {
+    "teran": ("TERAN, trained (MrSw alignment loss)", {"alignment_weight": 1.0, "matching_weight": 0.0}),
+    "global-only": ("global-only model, same budget (matching loss on slot 0)", {"alignment_weight": 0.0, "matching_weight": 1.0}),
+    "untrained": ("TERAN, untrained (random heads, pretrained backbone)", None),
+}
+
+
+@dataclasses.dataclass
+class DemoData:
+    images: int = knob(5000, ge=10)  # synthetic images in all: test, then dev, then train
+    test_images: int = knob(1000, ge=10)  # the evaluated 1K test split (5 captions each)
+    dev_images: int = knob(500, ge=1)  # validated every epoch
+    feature_dim: int = knob(128, ge=4)  # region feature size; 2048 for real bottom-up features
+    seed: int = knob(0, ge=0)
+    noise: float = knob(1.0, ge=0)  # see teran_core/data/synth/spec.py
+    group_size: int = knob(4, ge=1)  # hard negatives per image + 1: same objects, other attributes and layout
+
+
+@dataclasses.dataclass
+class DemoTraining:
+    epochs: int = knob(4, ge=1)  # the same budget for both trained models
+    batch_size: int = knob(64, ge=2)
+    lr: float = knob(1e-3, gt=0)  # far above the reference's 1e-5: small heads trained from scratch for a few epochs
+    cache_backbone_mb: int = knob(1024, ge=0)  # the frozen backbone's hidden states are computed once
+    dev_images: int = knob(500, ge=1)
+
+
+@dataclasses.dataclass
+class DemoEncode:
+    batch_size: int = knob(128, ge=1)
+    actors: int = knob(1, ge=1)
+
+
+@dataclasses.dataclass
+class DemoJobConfig:
+    root: str = "demo_output"  # every artefact goes below this folder or s3:// prefix
+    data: DemoData = dataclasses.field(default_factory=DemoData)
+    model: TeranConfig = dataclasses.field(default_factory=TeranConfig)  # the demo YAML makes it small
+    training: DemoTraining = dataclasses.field(default_factory=DemoTraining)
+    encode: DemoEncode = dataclasses.field(default_factory=DemoEncode)
+    storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)
+    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
+
+    def check(self) -> list[str]:
+        problems = []
+        if self.data.test_images + self.data.dev_images >= self.data.images:
+            problems.append(f"data.images: got {self.data.images}, expected more than test_images + dev_images "
+                            f"({self.data.test_images + self.data.dev_images}) so that a train split remains")
+        if self.model.feat_dim != self.data.feature_dim:
+            problems.append(f"model.feat_dim: got {self.model.feat_dim}, expected data.feature_dim ({self.data.feature_dim})")
+        return problems
+
+
+def _join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts])
+
+
+def step_configs(cfg: DemoJobConfig) -> dict[str, dict]:
+    """The config of every job the demo runs, keyed by step name (``train-teran``, ``encode-untrained`` …)."""
+    root, common = cfg.root, {"storage": dataclasses.asdict(cfg.storage), "ray": dataclasses.asdict(cfg.ray)}
+    d, t = cfg.data, cfg.training
+    synth = dict(images=d.images, seed=d.seed, feature_dim=d.feature_dim, noise=d.noise, group_size=d.group_size,
+                 test_images=d.test_images, dev_images=d.dev_images)
+    # the test split as a dataset of its own: the generator is deterministic per image index, so these
+    # are the very images and captions of the training dataset's test split
+    test_only = dict(synth, images=d.test_images, dev_images=0)
+    steps = {
+        "synth": {"synth": synth, "output": {"uri": _join(root, "dataset"), "overwrite": True}, **common},
+        "synth-test": {"synth": test_only, "output": {"uri": _join(root, "test-dataset"), "overwrite": True}, **common},
+    }
+    for name, (_, weights) in MODELS.items():
+        if weights is not None:
+            steps[f"train-{name}"] = {
+                "model": dict(dataclasses.asdict(cfg.model), **weights),
+                "data": {"dataset": _join(root, "dataset"), "dev_images": t.dev_images, "materialize": True},
+                "optim": {"lr": t.lr, "epochs": t.epochs, "batch_size": t.batch_size, "lr_step_epochs": max(t.epochs, 1),
+                          "cache_backbone_mb": t.cache_backbone_mb},
+                "run": {"name": f"demo-{name}", "storage_path": _join(root, "runs"), "export": _join(root, "models", name),
+                        "log_every_s": 20.0},
+                **common,
+            }
+        emb, index = _join(root, "embeddings", name), _join(root, "index", name)
+        steps[f"encode-{name}"] = {
+            "input": {"dataset": _join(root, "test-dataset")}, "model": {"checkpoint": _join(root, "models", name)},
+            "output": {"uri": emb, "overwrite": True},
+            "encode": {"batch_size": cfg.encode.batch_size, "actors": cfg.encode.actors, "num_gpus": 0,
+                       "cpus_per_actor": 0.5, "precision": "float32", "progress_interval_s": 20},
+            **common,
+        }
+        steps[f"build-index-{name}"] = {"paths": {"embeddings": emb, "index": index, "overwrite": True},
+                                        "index": {"use_gpu": False}, **common}
+        steps[f"evaluate-{name}"] = {
+            "paths": {"dataset": _join(root, "test-dataset"), "split": "test", "index": index, "output": _join(root, "eval", name)},
+            # the 1K test split scored at once, as the reference's 1K-image test sets; K' = 10% of it
+            "eval": {"protocol": "all", "actors": 1, "latency_queries": 20, "k_sweep": [10, 20, 50, 100]},
+            "two_stage": {"k_candidates": 100},
+            **common,
+        }
+    return steps
+
+
+METRICS = ("t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10", "rsum")
+
+
+def comparison_rows(results: dict[str, dict]) -> list[tuple[str, str, dict]]:
+    """(model, evaluator, metrics) rows from each model's evaluate results.json, in report order."""
+    rows = []
+    for name in MODELS:
+        for evaluator, result in results[name]["evaluators"].items():
+            rows.append((name, evaluator, {k: result["metrics"][k] for k in METRICS}))
+    return rows
+
+
+def comparison_markdown(rows: list[tuple[str, str, dict]], notes: list[str]) -> str:
+    """The demo's headline table (recalls in percent) with its notes."""
+    header = "| model | evaluator | t2i R@1 | t2i R@5 | t2i R@10 | i2t R@1 | i2t R@5 | i2t R@10 | rsum |"
+    lines = [header, "|" + " --- |" * 9]
+    lines += [f"| {m} | {e} | " + " | ".join(f"{v[k]:.1f}" for k in METRICS) + " |" for m, e, v in rows]
+    return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
