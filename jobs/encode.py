@@ -9,10 +9,11 @@ Rerunning the same command skips every shard already finished; the logic lives i
 
 from __future__ import annotations
 
-import functools
+import itertools
 import json
 import sys
 from collections.abc import Iterator
+from concurrent.futures import Future
 
 import pyarrow as pa
 import ray
@@ -45,21 +46,32 @@ def ray_pipeline(stages: Stages) -> Iterator[pa.Table]:
     return ds.iter_batches(batch_size=None, batch_format="pyarrow")
 
 
-@functools.cache
-def _remote(fn):
-    return ray.remote(num_cpus=0, max_retries=3, retry_exceptions=[OSError])(fn)  # I/O bound; retries rewrite the same files
+@ray.remote(num_cpus=0, max_concurrency=4, max_restarts=-1, max_task_retries=3)
+class Finalizer:
+    """A warm process that merges finished shards, four at a time (I/O bound, so it takes no CPU slot)."""
+
+    @ray.method(retry_exceptions=[OSError])  # a retry rewrites the same files; a finished shard returns its marker
+    def run(self, fn, *args):
+        return fn(*args)
 
 
-def ray_submit(fn, *args):
-    """Runs ``fn(*args)`` as a Ray task; returns a concurrent.futures.Future."""
-    return _remote(fn).remote(*args).future()
+class Finalizers:
+    """Long-lived finaliser actors, started with the job: no process start-up per shard."""
+
+    def __init__(self, count: int):
+        self.actors = [Finalizer.remote() for _ in range(count)]
+        self.calls = itertools.count()
+
+    def submit(self, fn, *args) -> Future:
+        """Runs ``fn(*args)`` on the next actor; returns a concurrent.futures.Future."""
+        return self.actors[next(self.calls) % len(self.actors)].run.remote(fn, *args).future()
 
 
 def _encode(args) -> int:
     cfg = load_job_config(EncodeJobConfig, args, ["output.overwrite=true"] if args.overwrite else [])
     init_ray(cfg.ray)
     try:
-        summary = run_encode(cfg, ray_pipeline, ray_submit)
+        summary = run_encode(cfg, ray_pipeline, Finalizers(cfg.encode.finalizers).submit)
     except (OutputConflict, DataError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2

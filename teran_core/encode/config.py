@@ -63,6 +63,7 @@ class EncodeSection:
     torch_threads: int = knob(0, ge=0)  # intra-op threads per actor; 0: what Ray grants (OMP_NUM_THREADS)
     precision: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # autocast dtype; auto: float16 on GPU, float32 on CPU
     prepare_batch_size: int = knob(256, ge=1)  # rows per CPU validation/tokenisation call
+    finalizers: int = knob(2, ge=1)  # long-lived actors merging finished shards, 4 at a time each (I/O bound); more for many GPUs
     progress_interval_s: float = knob(10.0, gt=0.0)  # seconds between the driver's progress log lines
 
     def check(self) -> list[str]:

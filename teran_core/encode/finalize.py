@@ -17,7 +17,7 @@ from teran_core.data.errors import REJECT_SCHEMA
 from teran_core.data.writer import write_parquet
 from teran_core.embeddings import EMBEDDINGS_FORMAT_VERSION, embedding_schema
 from teran_core.encode.layout import SideLayout
-from teran_core.encode.plan import ShardTask
+from teran_core.encode.plan import ShardTask, marker_problem
 
 __all__ = ["ExactlyOnceError", "row_problems", "finalize_shard", "write_manifest"]
 
@@ -57,6 +57,9 @@ def finalize_shard(task: ShardTask, parts: list[str], rejects: list[dict], layou
     Raises:
         ExactlyOnceError: the rows are not each input row exactly once.
     """
+    done = layout.read_marker(task.stem)
+    if marker_problem(task, done, layout.shard_size(task.stem), job_id) is None:
+        return done  # an earlier attempt of this call finished (it was retried after its worker died)
     schema = embedding_schema(dim, dtype)
     staging = layout.staging(task.stem)
     tables = [pq.read_table(staging.join(p).path, filesystem=staging.pyarrow_filesystem()) for p in parts]

@@ -63,16 +63,24 @@ class SideLayout:
     def manifest(self) -> Location:
         return self.root.join(MANIFEST)
 
+    def read_marker(self, stem: str) -> dict | None:
+        """The completion marker of one shard; None when absent or not JSON (markers are written atomically,
+        so such a file is foreign, and its shard is encoded again)."""
+        try:
+            return json.loads(self.marker(stem).read_text())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+
     def read_markers(self) -> dict[str, dict]:
-        """Every completion marker, by stem; a marker that is not valid JSON counts as absent."""
-        folder = self.root.join("_done")
-        markers = {}
-        for name in folder.list(".json"):
-            try:
-                markers[name[: -len(".json")]] = json.loads(folder.join(name).read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue  # a marker is written atomically, so this is foreign; the shard is redone
-        return markers
+        """Every completion marker, by stem."""
+        stems = [name[: -len(".json")] for name in self.root.join("_done").list(".json")]
+        return {stem: marker for stem in stems if (marker := self.read_marker(stem)) is not None}
+
+    def shard_size(self, stem: str) -> int | None:
+        """Bytes of one embedding shard; None when it does not exist."""
+        shard = self.shard(stem)
+        shard.fs.invalidate_cache(shard.path)
+        return shard.size() if shard.exists() else None
 
     def shard_sizes(self) -> dict[str, int]:
         """Size in bytes of every embedding shard present, by stem (one listing, no reads)."""

@@ -75,7 +75,9 @@ def run_encode(cfg: EncodeJobConfig, pipeline: Pipeline, submit: Submit) -> dict
     job = _JobRun(plans, this_job, info.embed_size, cfg.output.dtype, cfg.encode.progress_interval_s)
     reports = job.run(build_stages(plans, check, spec, info, cfg.encode, cfg.output.dtype, run_id), pipeline, submit,
                       identity["model"])
-    summary = build_summary(identity, this_job, reports, time.monotonic() - started)
+    first = job.tracker.first_items_at
+    summary = build_summary(identity, this_job, reports, time.monotonic() - started,
+                            None if first is None else first - started)
     output.join("summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 

@@ -47,14 +47,19 @@ class SideReport:
         return data
 
 
-def build_summary(identity: dict, job_id: str, reports: list[SideReport], wall_s: float) -> dict:
+def build_summary(identity: dict, job_id: str, reports: list[SideReport], wall_s: float,
+                  first_items_s: float | None = None) -> dict:
     """The job summary: items, rejects by reason, wall time, items/s overall and per encoder, bytes.
+
+    Args:
+        first_items_s: seconds from the start to the first encoded rows (start-up: workers, models);
+            ``steady_items_per_s`` counts only the time after it.
 
     Example:
         >>> report = SideReport("images", shards=1, finished=1, items=8, encoders={"h:1": [8, 2.0]})
-        >>> s = build_summary({"model": {}}, "abc", [report], wall_s=4.0)
-        >>> s["items"], s["items_per_s"], s["encoders"]["images"]["h:1"]["items_per_s"]
-        (8, 2.0, 4.0)
+        >>> s = build_summary({"model": {}}, "abc", [report], wall_s=4.0, first_items_s=2.0)
+        >>> s["items_per_s"], s["steady_items_per_s"], s["encoders"]["images"]["h:1"]["items_per_s"]
+        (2.0, 4.0, 4.0)
     """
     rejected = sum((r.rejected for r in reports), collections.Counter())
     items = sum(r.items for r in reports)
@@ -65,6 +70,8 @@ def build_summary(identity: dict, job_id: str, reports: list[SideReport], wall_s
         "wall_s": round(wall_s, 3),
         "items": items,
         "items_per_s": round(items / max(wall_s, 1e-9), 3),
+        "first_items_s": None if first_items_s is None else round(first_items_s, 3),
+        "steady_items_per_s": None if first_items_s is None else round(items / max(wall_s - first_items_s, 1e-9), 3),
         "rejected": sum(rejected.values()),
         "rejects_by_reason": dict(rejected.most_common()),
         "encoders": {  # per kind and actor: items over the seconds spent encoding them

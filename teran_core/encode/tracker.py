@@ -58,6 +58,7 @@ class ShardTracker:
         self.items: collections.Counter = collections.Counter()  # kind -> rows encoded
         self.staged_bytes: collections.Counter = collections.Counter()  # kind -> part bytes
         self.started = time.monotonic()
+        self.first_items_at: float | None = None  # when the first encoded rows arrived (start-up ends)
 
     def add(self, results: pa.Table) -> list[ReadyShard]:
         """Counts a batch of result rows; returns the shards that just became complete."""
@@ -86,6 +87,8 @@ class ShardTracker:
         return ready
 
     def _count(self, result: dict) -> None:
+        if result["encoded"] and self.first_items_at is None:
+            self.first_items_at = time.monotonic()
         self.items[result["kind"]] += result["encoded"]
         self.staged_bytes[result["kind"]] += result["bytes"]
         for stat in result["encoders"]:

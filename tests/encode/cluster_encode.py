@@ -28,7 +28,7 @@ def encoder_node(workers):
     except Exception:  # the state API needs the dashboard; without it any worker will do
         return workers[-1], False
     hosts = {a.node_id for a in actors if "TeranEncoder" in (a.class_name or "")}
-    return next(((w, True) for w in workers if w.unique_id in hosts), (workers[-1], False))
+    return next(((w, True) for w in workers if w.node_id in hosts), (workers[-1], False))
 
 
 def main(config: str, side_uri: str) -> None:

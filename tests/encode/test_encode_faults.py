@@ -40,16 +40,15 @@ def run(endpoint, *args, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
-def end_session(session: int, grace_s: float = 60) -> None:
-    """Waits for the processes a killed driver leaves (its Ray workers exit once their raylet is gone); kills stragglers."""
-    deadline = time.time() + grace_s
-    while time.time() < deadline:
-        pids = [int(p) for p in subprocess.run(["ps", "-o", "pid=", "-s", str(session)], capture_output=True, text=True).stdout.split()]
-        if not pids:
-            return
-        time.sleep(1)
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
+def kill_session(session: int) -> None:
+    """Kills what a killed driver leaves behind (its local Ray's workers), by pid: they would exit on their own
+    within about 30 s, and the rerun must not wait for that."""
+    pids = subprocess.run(["ps", "-o", "pid=", "-s", str(session)], capture_output=True, text=True).stdout.split()
+    for pid in map(int, pids):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue  # it exited meanwhile
 
 
 def shard_state(output, kind):
@@ -69,7 +68,8 @@ def test_losing_a_worker_node_mid_job_loses_and_duplicates_nothing(s3_root, tiny
     result = json.loads(out.strip().splitlines()[-1])
 
     assert result["rc"] == 0, out[-3000:]
-    assert result["job_alive"] and result["markers_at_removal"] < len(dataset.shards["images"]), result
+    assert result["job_alive"] and result["removed_encoder_node"], result
+    assert result["markers_at_removal"] < len(dataset.shards["images"]), result
     summary = json.loads(s3_root.join("emb", "summary.json").read_text())
     assert summary["complete"] and summary["items"] == 48 + 240
     for kind in ("images", "captions"):
@@ -80,7 +80,7 @@ def test_losing_a_worker_node_mid_job_loses_and_duplicates_nothing(s3_root, tiny
 @pytest.mark.integration
 @pytest.mark.timeout(900)
 def test_a_killed_driver_resumes_encoding_only_unfinished_shards(s3_root, tiny_checkpoint, tiny_model):
-    dataset = make_dataset(s3_root.join("data"), images=96, per_shard=4)
+    dataset = make_dataset(s3_root.join("data"), images=64, per_shard=4)
     config = write_config(s3_root, dataset, tiny_checkpoint, "images")
     output = s3_root.join("emb")
     driver = run(s3_root.storage.endpoint_override, "-m", "jobs.encode", "--config", config)
@@ -89,7 +89,7 @@ def test_a_killed_driver_resumes_encoding_only_unfinished_shards(s3_root, tiny_c
         time.sleep(0.1)
     os.kill(driver.pid, signal.SIGKILL)
     driver.communicate()
-    end_session(driver.pid)
+    kill_session(driver.pid)
     before = shard_state(output, "images")
     assert 3 <= len(before) < len(dataset.shards["images"]), "the job must be killed half-way"
 

@@ -5,7 +5,6 @@ Exactly-once, equality with the model's direct output, resume, refusal of a fore
 """
 
 import json
-import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
