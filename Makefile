@@ -15,3 +15,6 @@ $(VENV)/.installed: pyproject.toml
 
 test: setup
 	$(PY) -m pytest
+
+demo: setup
+	$(VENV)/bin/teran demo --config configs/demo.yaml

@@ -26,19 +26,20 @@ MODELS = {
 
 @dataclasses.dataclass
 class DemoData:
-    images: int = knob(5000, ge=10)  # synthetic images in all: test, then dev, then train
+    images: int = knob(4000, ge=10)  # synthetic images in all: test, then dev, then train
     test_images: int = knob(1000, ge=10)  # the evaluated 1K test split (5 captions each)
     dev_images: int = knob(500, ge=1)  # validated every epoch
     feature_dim: int = knob(128, ge=4)  # region feature size; 2048 for real bottom-up features
     seed: int = knob(0, ge=0)
     noise: float = knob(1.0, ge=0)  # see teran_core/data/synth/spec.py
     group_size: int = knob(4, ge=1)  # hard negatives per image + 1: same objects, other attributes and layout
+    max_regions: int = knob(36, ge=2)  # regions per image at most (objects + background)
 
 
 @dataclasses.dataclass
 class DemoTraining:
-    epochs: int = knob(4, ge=1)  # the same budget for both trained models
-    batch_size: int = knob(64, ge=2)
+    epochs: int = knob(2, ge=1)  # the same budget for both trained models
+    batch_size: int = knob(32, ge=2)
     lr: float = knob(1e-3, gt=0)  # far above the reference's 1e-5: small heads trained from scratch for a few epochs
     cache_backbone_mb: int = knob(1024, ge=0)  # the frozen backbone's hidden states are computed once
     dev_images: int = knob(500, ge=1)
@@ -79,7 +80,7 @@ def step_configs(cfg: DemoJobConfig) -> dict[str, dict]:
     root, common = cfg.root, {"storage": dataclasses.asdict(cfg.storage), "ray": dataclasses.asdict(cfg.ray)}
     d, t = cfg.data, cfg.training
     synth = dict(images=d.images, seed=d.seed, feature_dim=d.feature_dim, noise=d.noise, group_size=d.group_size,
-                 test_images=d.test_images, dev_images=d.dev_images)
+                 max_regions=d.max_regions, test_images=d.test_images, dev_images=d.dev_images)
     # the test split as a dataset of its own: the generator is deterministic per image index, so these
     # are the very images and captions of the training dataset's test split
     test_only = dict(synth, images=d.test_images, dev_images=0)

@@ -1,0 +1,39 @@
+"""The demo end to end on the S3 store, shrunk to a few hundred items (the full size is `make demo`)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from teran_core.checkpoint import load_checkpoint
+from teran_core.demo import MODELS
+
+SMALL = [
+    "data.images=216", "data.test_images=64", "data.dev_images=32", "data.feature_dim=16",
+    "model.feat_dim=16", "model.embed_size=16", "model.feedforward=32", "model.bert_layers=1",
+    "training.epochs=1", "training.batch_size=16", "training.dev_images=32", "ray.object_store_memory_mb=256",
+]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_demo_runs_on_the_s3_store(s3_server, s3_root):
+    root = s3_root.join("demo")
+    overrides = [f"root={root.uri}", f"storage.endpoint_override={s3_server.endpoint}", *SMALL]
+    result = subprocess.run([sys.executable, "-m", "jobs.cli", "demo", "--config", "configs/demo.yaml", *overrides],
+                            capture_output=True, text=True, timeout=880)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert f"[demo] report: {root.join('report.md').uri}" in result.stdout
+    report = root.join("report.md").read_text()
+    for name in MODELS:
+        for evaluator in ("exhaustive", "global", "two-stage"):
+            assert f"| {name} | {evaluator} |" in report
+        results = json.loads(root.join("eval", name, "results.json").read_text())
+        assert results["collection"] == {"images": 64, "captions": 320}
+    # the checkpoint training exported is the one the encode job loaded
+    index = json.loads(root.join("index", "teran", "index.json").read_text())
+    assert json.dumps(index).count(root.join("models", "teran").uri) >= 1
+    model = load_checkpoint(root.join("models", "teran").uri, s3_root.storage)
+    assert model.config.embed_size == 16 and model.config.alignment_weight == 1.0
+    assert root.join("models", "global-only", "metrics.csv").read_text().startswith("epoch,")
