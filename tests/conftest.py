@@ -35,6 +35,14 @@ def pytest_configure(config):
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
+def pytest_ignore_collect(collection_path, config):
+    """Doctests run over teran_core only: under tests/, --doctest-modules would import every helper
+    module and conftest.py by its bare name, and same-named ones in different folders would clash."""
+    if collection_path.suffix == ".py" and not collection_path.name.startswith("test_"):
+        return True
+    return None
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     """Every test starts from the same random state."""
