@@ -112,7 +112,7 @@ def plain_loop(model: TERAN, dataset, batch_size: int) -> float:
 def run_pipeline(config: str) -> dict:
     """Runs in a child process: a fresh local Ray, one encode job, its summary and peak memory."""
     from jobs.common import init_ray
-    from jobs.encode import Finalizers, ray_pipeline
+    from jobs.encode import RayRunner
     from teran_core.config import load_config
     from teran_core.encode import EncodeJobConfig, run_encode
 
@@ -122,7 +122,8 @@ def run_pipeline(config: str) -> dict:
     started = time.perf_counter()
     init_ray(cfg.ray)
     ray_init_s = time.perf_counter() - started
-    summary = run_encode(cfg, ray_pipeline, Finalizers(cfg.encode.finalizers).submit)
+    runner = RayRunner(cfg)
+    summary = run_encode(cfg, runner.pipeline, runner.submit)
     memory.done.set()
     memory.join()
     return {"items": summary["items"], "wall_s": summary["wall_s"], "first_items_s": summary["first_items_s"],

@@ -19,6 +19,7 @@ import pyarrow as pa
 import ray
 
 from jobs.common import init_ray, job_parser, load_job_config, run_main
+from teran_core.config import ConfigError
 from teran_core.data.errors import DataError
 from teran_core.encode import EncodeJobConfig, OutputConflict, Stages, read_shards, run_encode, write_parts
 
@@ -36,7 +37,8 @@ def ray_pipeline(stages: Stages) -> Iterator[pa.Table]:
     ds = ds.map_batches(
         stages.encoder,
         fn_constructor_kwargs=stages.encoder_kwargs,
-        compute=ray.data.ActorPoolStrategy(size=sizes.actors),
+        compute=ray.data.ActorPoolStrategy(size=sizes.actors, max_concurrent_calls_per_actor=sizes.calls_per_actor,
+                                           enable_true_multi_threading=sizes.calls_per_actor > 1),
         batch_size=sizes.batch_size,
         num_gpus=sizes.num_gpus,
         num_cpus=sizes.cpus_per_actor,  # fractional: the read and write tasks keep a CPU
@@ -55,23 +57,35 @@ class Finalizer:
         return fn(*args)
 
 
-class Finalizers:
-    """Long-lived finaliser actors, started with the job: no process start-up per shard."""
+class RayRunner:
+    """Starts Ray and the finaliser actors only when there is something to encode.
 
-    def __init__(self, count: int):
-        self.actors = [Finalizer.remote() for _ in range(count)]
+    So a bad config, a foreign output or a dataset error is reported at once, and rerunning a
+    finished job returns without starting Ray.
+    """
+
+    def __init__(self, cfg: EncodeJobConfig):
+        self.cfg = cfg
+        self.finalizers: list = []
         self.calls = itertools.count()
 
+    def pipeline(self, stages: Stages) -> Iterator[pa.Table]:
+        init_ray(self.cfg.ray)
+        self.finalizers = [Finalizer.remote() for _ in range(self.cfg.encode.finalizers)]  # they start with the pipeline
+        return ray_pipeline(stages)
+
     def submit(self, fn, *args) -> Future:
-        """Runs ``fn(*args)`` on the next actor; returns a concurrent.futures.Future."""
-        return self.actors[next(self.calls) % len(self.actors)].run.remote(fn, *args).future()
+        """Runs ``fn(*args)`` on the next finaliser; returns a concurrent.futures.Future."""
+        return self.finalizers[next(self.calls) % len(self.finalizers)].run.remote(fn, *args).future()
 
 
 def _encode(args) -> int:
     cfg = load_job_config(EncodeJobConfig, args, ["output.overwrite=true"] if args.overwrite else [])
-    init_ray(cfg.ray)
+    if cfg.missing():
+        raise ConfigError(args.config, cfg.missing())
+    runner = RayRunner(cfg)
     try:
-        summary = run_encode(cfg, ray_pipeline, Finalizers(cfg.encode.finalizers).submit)
+        summary = run_encode(cfg, runner.pipeline, runner.submit)
     except (OutputConflict, DataError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2

@@ -60,6 +60,7 @@ class EncodeSection:
     actors: int = knob(1, ge=1)  # encoder actors, each with its own model copy; on GPU one per GPU
     num_gpus: float = knob(0.0, ge=0.0)  # GPUs per actor; 0 encodes on CPU
     cpus_per_actor: float = knob(0.5, gt=0.0)  # logical CPUs per actor; fractional so read/write tasks keep a CPU
+    calls_per_actor: int = knob(1, ge=1)  # batches an actor works on at once (threads); 2 on a GPU overlaps one batch's host work with another's GPU work
     torch_threads: int = knob(0, ge=0)  # intra-op threads per actor; 0: what Ray grants (OMP_NUM_THREADS)
     precision: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # autocast dtype; auto: float16 on GPU, float32 on CPU
     prepare_batch_size: int = knob(256, ge=1)  # rows per CPU validation/tokenisation call
