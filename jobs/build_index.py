@@ -18,6 +18,7 @@ import time
 import ray
 
 from jobs.common import init_ray, job_parser, load_job_config, run_main
+from teran_core.config import ConfigError
 from teran_core.embedding_set import EmbeddingSet
 from teran_core.index.build import build_shard, plan_part, set_threads, train_part, write_part_manifest
 from teran_core.index.catalog import write_index_manifest, write_side_ids
@@ -81,10 +82,8 @@ def build(cfg: BuildIndexJobConfig) -> dict:
 
 def _run(args) -> int:
     cfg = load_job_config(BuildIndexJobConfig, args)
-    missing = cfg.missing()
-    if missing:
-        print(f"{PROG}: error: " + "; ".join(missing), file=sys.stderr)
-        return 2
+    if cfg.missing():
+        raise ConfigError(args.config, cfg.missing())
     init_ray(cfg.ray)
     try:
         summary = build(cfg)

@@ -15,6 +15,7 @@ import ray
 from ray.util import ActorPool
 
 from jobs.common import init_ray, job_parser, load_job_config, run_main
+from teran_core.config import ConfigError
 from teran_core.index.catalog import TeranIndex
 from teran_core.recall import CollectionEvaluator, EvaluateJobConfig, evaluate_collection, evaluate_protocol, load_ground_truth
 from teran_core.recall.run import report_config
@@ -33,18 +34,17 @@ def ray_mapper(cfg: EvaluateJobConfig, index_uri: str):
 
 def _run(args) -> int:
     cfg = load_job_config(EvaluateJobConfig, args)
-    missing = cfg.missing()
-    if missing:
-        print(f"{PROG}: error: " + "; ".join(missing), file=sys.stderr)
-        return 2
+    if cfg.missing():
+        raise ConfigError(args.config, cfg.missing())
     index = TeranIndex.open(cfg.paths.index, cfg.storage)
     gt = load_ground_truth(cfg.paths.dataset, cfg.paths.split, index, cfg.storage)
     init_ray(cfg.ray)
     mapper = ray_mapper(cfg, index.root.uri)
     sizes = {side: index.manifest["sides"][side]["items"] for side in ("images", "captions")}
-    results = evaluate_collection(cfg.eval, cfg.two_stage, gt, sizes, mapper)
-    if "exhaustive" in cfg.eval.evaluators:
-        results["protocol"] = evaluate_protocol(cfg.eval, gt, mapper)
+    protocol = evaluate_protocol(cfg.eval, gt, mapper) if "exhaustive" in cfg.eval.evaluators else None
+    results = evaluate_collection(cfg.eval, cfg.two_stage, gt, sizes, mapper, protocol)
+    if protocol:
+        results["protocol"] = {k: v for k, v in protocol.items() if k != "scores"}
     results.update(index=index.root.uri, model=index.manifest.get("model"), config=report_config(cfg.eval, cfg.two_stage),
                    missing={side: {"count": len(ids), "first": ids[:20]} for side, ids in gt.missing.items()})
     files = write_report(results, resolve(cfg.paths.output, cfg.storage))

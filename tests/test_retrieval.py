@@ -54,7 +54,7 @@ def test_full_candidate_lists_give_the_exhaustive_ranking(collection, source):
                     hits_per_token=hits, query_batch=50)
     got = t2i.search("captions", batches["captions"], k=N_IMAGES)
     np.testing.assert_array_equal(got.items, exhaustive_order(exact.T))
-    np.testing.assert_allclose(got.scores, np.take_along_axis(exact.T, got.items, 1), rtol=1e-5)
+    np.testing.assert_allclose(got.scores, np.take_along_axis(exact.T, got.items, 1), rtol=1e-5, atol=1e-6)
     assert (got.n_scored == N_IMAGES).all()
     i2t = t2i.search("images", batches["images"], k=N_CAPTIONS)
     np.testing.assert_array_equal(i2t.items, exhaustive_order(exact))

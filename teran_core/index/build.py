@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from teran_core.embedding_set import EmbeddingSet, ShardInfo, global_vectors
 from teran_core.index.factory import IndexChoice, gpu_count
-from teran_core.index.idmap import pack_token_ids
+from teran_core.index.idmap import pack_token_ids, token_owners
 from teran_core.index.layout import PartSpec, shard_index_name, write_faiss, write_json
 from teran_core.index.vectors import content_slots, token_vectors
 from teran_core.storage import Location
@@ -59,15 +59,16 @@ def training_sample(emb: EmbeddingSet, spec: PartSpec, n_points: int, seed: int 
     return vectors[:n_points]
 
 
-def _check_vectors(vectors: np.ndarray, dim: int, where: str) -> np.ndarray:
+def _check_vectors(vectors: np.ndarray, dim: int, where: str, rows: np.ndarray | None = None) -> np.ndarray:
     if vectors.ndim != 2 or vectors.shape[1] != dim:
         raise ValueError(f"{where}: vectors of shape {vectors.shape}, expected (n, {dim})")
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1)
     bad = np.flatnonzero(np.abs(norms - 1.0) > NORM_TOLERANCE)
     if bad.size:
+        first = f"row {int(rows[bad[0]])}" if rows is not None else f"vector {int(bad[0])}"
         raise ValueError(
-            f"{where}: vector {int(bad[0])} has norm {norms[bad[0]]:.4f} ({bad.size} of {len(norms)} not unit length); "
+            f"{where}: {first} has norm {norms[bad[0]]:.4f} ({bad.size} of {len(norms)} vectors not unit length); "
             f"the index uses inner product as cosine, so embeddings must be L2-normalised (re-encode them)"
         )
     return vectors
@@ -104,12 +105,16 @@ def train_index(choice: IndexChoice, sample: np.ndarray, dim: int, use_gpu: bool
     return index
 
 
-def add_vectors(trained, vectors: np.ndarray, ids: np.ndarray, where: str = "shard"):
-    """A clone of the trained empty index holding ``vectors`` under ``ids``."""
+def add_vectors(trained, vectors: np.ndarray, ids: np.ndarray, where: str = "shard", rows: np.ndarray | None = None):
+    """A clone of the trained empty index holding ``vectors`` under ``ids``.
+
+    Raises:
+        ValueError: a vector is not unit length (named by ``where`` and its row in ``rows``).
+    """
     import faiss
 
     index = faiss.clone_index(trained)
-    index.add_with_ids(_check_vectors(vectors, index.d, where), np.ascontiguousarray(ids, dtype=np.int64))
+    index.add_with_ids(_check_vectors(vectors, index.d, where, rows), np.ascontiguousarray(ids, dtype=np.int64))
     return index
 
 
@@ -122,7 +127,8 @@ def build_shard(emb: EmbeddingSet, shard: ShardInfo, spec: PartSpec, trained, pa
     start = time.perf_counter()
     columns = ["global"] if spec.vectors == "global" else ["length", "tokens"]
     vectors, ids = part_vectors(emb.read_shard(shard, columns), spec, emb.kind, shard.offset)
-    index = add_vectors(trained, vectors, ids, where=emb.location.join(shard.name).uri)
+    rows = (token_owners(ids) if spec.vectors == "tokens" else ids) - shard.offset
+    index = add_vectors(trained, vectors, ids, where=emb.location.join(shard.name).uri, rows=rows)
     name = shard_index_name(shard.name)
     write_faiss(index, part_root.join("shards", name))
     return {"name": name, "source": shard.name, "ntotal": int(index.ntotal), "seconds": time.perf_counter() - start}

@@ -13,7 +13,17 @@ from teran_core.index.factory import IndexChoice, choose_index
 from teran_core.index.layout import PartSpec
 from teran_core.storage import StorageConfig
 
-__all__ = ["IndexSection", "BuildPaths", "BuildIndexJobConfig"]
+__all__ = ["IndexSection", "BuildPaths", "BuildIndexJobConfig", "missing_paths"]
+
+
+def missing_paths(paths, keys: tuple[str, ...]) -> list[str]:
+    """One problem line per empty location in a ``paths`` section (shipped configs leave them to the command line).
+
+    Example:
+        >>> missing_paths(BuildPaths(index="s3://b/i"), ("embeddings", "index"))
+        ['paths.embeddings: missing; set it, e.g. paths.embeddings=s3://bucket/embeddings/coco']
+    """
+    return [f"paths.{key}: missing; set it, e.g. paths.{key}=s3://bucket/{key}/coco" for key in keys if not getattr(paths, key)]
 
 
 @dataclasses.dataclass
@@ -29,7 +39,7 @@ class BuildPaths:
 class IndexSection:
     """Index type and build resources, applied to every part."""
 
-    parts: list[str] = dataclasses.field(default_factory=lambda: ["images-global", "captions-global", "images-regions"])  # also: captions-words (token candidates for image->text)
+    parts: list[str] = dataclasses.field(default_factory=lambda: ["images-global", "captions-global", "images-regions", "captions-words"])  # token parts give the candidates TERAN's untrained global slot cannot
     factory: str = "auto"  # "auto" (by size and budget, autofaiss-style) or a FAISS index_factory string for every part
     memory_budget_gb: float = knob(16.0, gt=0)  # the most memory one part's index may take when searched
     flat_max: int = knob(100_000, ge=0)  # auto: exact search at or below this many vectors
@@ -75,11 +85,5 @@ class BuildIndexJobConfig:
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
 
     def missing(self) -> list[str]:
-        """The locations a run needs that are still empty (shipped configs leave them to the command line).
-
-        Example:
-            >>> BuildIndexJobConfig().missing()[0]
-            'paths.embeddings: missing; set it, e.g. paths.embeddings=s3://bucket/embeddings/coco'
-        """
-        return [f"paths.{key}: missing; set it, e.g. paths.{key}=s3://bucket/{key}/coco"
-                for key in ("embeddings", "index") if not getattr(self.paths, key)]
+        """The locations a run needs that are still empty."""
+        return missing_paths(self.paths, ("embeddings", "index"))

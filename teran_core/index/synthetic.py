@@ -2,7 +2,11 @@
 
 No model is involved. The procedure (all vectors L2-normalised, D dims, one seed):
 
-- a world of ``concepts`` random unit vectors and ``function_words`` shared "stop word" vectors;
+- a world of ``concepts`` random unit vectors, ``function_words`` shared "stop word" vectors and a
+  modality direction u: image tokens get + ``modality_gap`` * u, caption tokens - ``modality_gap`` * u
+  (before normalising), so unrelated regions and words have negative cosine, as in trained
+  cross-modal models (the "modality gap"); without it, every extra word of a caption would add
+  the positive best-of-36-regions noise to its MrSw score and long captions would win image->text;
 - image i: ``regions`` regions, region r = concept c_r + ``region_noise`` * N(0, I/D), with the
   concepts c_r drawn at random; its first ``salient`` regions are its main objects; slot 0
   (global) = mean of the salient regions + ``global_noise`` * N(0, I/D);
@@ -36,7 +40,7 @@ class GroundedSpec:
     dim: int = knob(64, ge=2)  # D
     regions: int = knob(36, ge=1)  # regions per image (as bottom-up features_36)
     words: tuple[int, int] = (8, 14)  # words per caption, inclusive range
-    concepts: int = knob(100, ge=1)  # distinct region concepts: few, so images share them (hard negatives)
+    concepts: int = knob(300, ge=1)  # distinct region concepts: few enough that images share them (hard negatives)
     function_words: int = knob(20, ge=2)  # shared ungrounded word vectors (the first two also serve as "." and [SEP])
     grounded: float = knob(0.7, ge=0, le=1)  # share of words that describe a region of the image
     salient: int = knob(6, ge=1)  # main regions of an image: what its global vector and most words describe
@@ -44,6 +48,7 @@ class GroundedSpec:
     region_noise: float = knob(0.3, ge=0)  # what tells two regions of one concept apart
     word_noise: float = knob(1.0, ge=0)  # how loosely a word describes its region
     global_noise: float = knob(0.3, ge=0)
+    modality_gap: float = knob(0.3, ge=0)  # image tokens + gap * u, caption tokens - gap * u
     images_per_shard: int = knob(10_000, ge=1)
     seed: int = knob(0, ge=0)
 
@@ -66,13 +71,14 @@ def grounded_shard(spec: GroundedSpec, shard: int):
     world = np.random.default_rng([spec.seed, 0])
     concepts = _unit(world.standard_normal((spec.concepts, spec.dim), dtype=np.float32))
     function_words = _unit(world.standard_normal((spec.function_words, spec.dim), dtype=np.float32))
+    gap = spec.modality_gap * _unit(world.standard_normal(spec.dim, dtype=np.float32))  # (D,)
     rng = np.random.default_rng([spec.seed, 1, shard])
     first = shard * spec.images_per_shard
     n = min(spec.images_per_shard, spec.images - first)
     regions = _unit(concepts[rng.integers(0, spec.concepts, (n, spec.regions))] + _noise(rng, (n, spec.regions, spec.dim), spec.region_noise))
     images = np.empty((n, spec.regions + 1, spec.dim), np.float32)  # (B, R+1, D)
-    images[:, 1:] = regions
-    images[:, 0] = _unit(regions[:, :spec.salient].mean(1) + _noise(rng, (n, spec.dim), spec.global_noise))
+    images[:, 1:] = _unit(regions + gap)
+    images[:, 0] = _unit(images[:, 1:spec.salient + 1].mean(1) + _noise(rng, (n, spec.dim), spec.global_noise))
 
     m, lo, hi = n * spec.captions_per_image, spec.words[0], spec.words[1]
     owner = np.repeat(np.arange(n), spec.captions_per_image)  # (M,) image row of each caption
@@ -81,15 +87,16 @@ def grounded_shard(spec: GroundedSpec, shard: int):
     about = np.where(rng.random((m, hi)) < spec.salient_share, rng.integers(0, min(spec.salient, spec.regions), (m, hi)),
                      rng.integers(0, spec.regions, (m, hi)))  # (M, W) region each word would describe
     region_words = regions[owner[:, None], about]  # (M, W, D)
-    words = np.where(is_grounded[..., None], _unit(region_words + _noise(rng, (m, hi, spec.dim), spec.word_noise)),
-                     function_words[rng.integers(0, spec.function_words, (m, hi))])
+    text_function_words = _unit(function_words - gap)
+    words = np.where(is_grounded[..., None], _unit(_unit(region_words + _noise(rng, (m, hi, spec.dim), spec.word_noise)) - gap),
+                     text_function_words[rng.integers(0, spec.function_words, (m, hi))])
     valid = np.arange(hi)[None, :] < n_words[:, None]  # (M, W)
     weight = (is_grounded & valid)[..., None]
     captions = np.zeros((m, hi + 3, spec.dim), np.float32)  # (M, [CLS] + W + "." + [SEP], D)
     captions[:, 1:hi + 1] = np.where(valid[..., None], words, 0.0)
     rows = np.arange(m)
-    captions[rows, n_words + 1] = function_words[0]  # the final "." piece
-    captions[rows, n_words + 2] = function_words[1]  # [SEP]
+    captions[rows, n_words + 1] = text_function_words[0]  # the final "." piece
+    captions[rows, n_words + 2] = text_function_words[1]  # [SEP]
     pooled = (words * weight).sum(1) + (weight.sum(1) == 0) * words[:, 0]  # a caption with no grounded word pools its first
     captions[:, 0] = _unit(pooled + _noise(rng, (m, spec.dim), spec.global_noise))
     image_ids = [f"img{first + i:08d}" for i in range(n)]

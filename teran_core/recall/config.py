@@ -10,6 +10,7 @@ import dataclasses
 
 from teran_core.config import RayConfig, knob
 from teran_core.evaluation import PROTOCOLS
+from teran_core.index.config import missing_paths
 from teran_core.retrieval import TwoStageConfig
 from teran_core.storage import StorageConfig
 
@@ -69,11 +70,5 @@ class EvaluateJobConfig:
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
 
     def missing(self) -> list[str]:
-        """The locations a run needs that are still empty.
-
-        Example:
-            >>> EvaluateJobConfig().missing()[0]
-            'paths.dataset: missing; set it, e.g. paths.dataset=s3://bucket/dataset/coco'
-        """
-        return [f"paths.{key}: missing; set it, e.g. paths.{key}=s3://bucket/{key}/coco"
-                for key in ("dataset", "index", "output") if not getattr(self.paths, key)]
+        """The locations a run needs that are still empty."""
+        return missing_paths(self.paths, ("dataset", "index", "output"))

@@ -92,13 +92,11 @@ class CollectionEvaluator:
 
     def two_stage(self, query_side: str, items: np.ndarray, answers: np.ndarray, k_candidates: int,
                   query_batch: int | None = None) -> dict:
-        """Ranks among the re-ranked candidates; pairs = candidates scored."""
+        """Ranks among the re-ranked candidates (K' = ``k_candidates``, x i2t_k_factor for image queries); pairs = candidates scored."""
         config = dataclasses.replace(self.config, k_candidates=k_candidates, query_batch=query_batch or self.config.query_batch)
         retriever = TwoStageRetriever(config, images=self.stores["images"], captions=self.stores["captions"], parts=self.parts)
-        source = config.i2t_candidates if query_side == "images" else config.t2i_candidates
-        k = k_candidates * (2 if source == "union" else 1)
         start = time.perf_counter()
-        ranked = retriever.search(query_side, self.stores[query_side].fetch(items), k=k)
+        ranked = retriever.search(query_side, self.stores[query_side].fetch(items), k=retriever.max_candidates(query_side))
         return {
             "ranks": ranks_in_lists(ranked.scores, gt_mask(ranked.items, answers)),
             "pairs": int(ranked.n_scored.sum()), "seconds": time.perf_counter() - start,

@@ -85,13 +85,19 @@ def test_index_round_trips_through_storage(storage_root, make_side):
         np.testing.assert_array_equal(ShardedIndex.open(storage_root.join("idx"), mmap=False).search(tokens[:3, 0], 4)[1], ids)
 
 
-def test_unnormalised_embeddings_are_rejected_with_the_shard(tmp_path, make_side):
-    emb, _, _ = make_side(resolve(str(tmp_path)).join("images"), "images", [4], dim=8)
-    trained = faiss.IndexIDMap(faiss.IndexFlatIP(8))
-    from teran_core.index.build import add_vectors
+def test_unnormalised_embeddings_are_rejected_with_shard_and_row(tmp_path, make_side):
+    import pyarrow.parquet as pq
 
-    with pytest.raises(ValueError, match=r"shard-x: vector 1 has norm 2\.0000 .* must be L2-normalised"):
-        add_vectors(trained, np.stack([np.eye(8)[0], 2 * np.eye(8)[1]]).astype(np.float32), np.arange(2), where="shard-x")
+    from teran_core.embedding_set import EmbeddingSet
+    from teran_core.embeddings import to_table
+
+    emb, tokens, lengths = make_side(resolve(str(tmp_path)).join("images"), "images", [4, 3], dim=8)
+    tokens[5, 2] *= 2.0  # shard 1, row 1, region slot 2
+    with resolve(str(tmp_path)).join("images", "images-00001.parquet").atomic_write() as f:
+        pq.write_table(to_table(["i4", "i5", "i6"], tokens[4:], lengths[4:]), f)
+    emb = EmbeddingSet.open(resolve(str(tmp_path)).join("images"))
+    with pytest.raises(ValueError, match=r"images-00001.parquet: row 1 has norm 2\.00.* must be L2-normalised"):
+        build_part(emb, PartSpec("images", "tokens"), choose_index(40, 8, BUDGET), resolve(str(tmp_path / "x")))
     with pytest.raises(ValueError, match="not a valid FAISS index_factory string"):
         build_part(emb, PartSpec("images", "global"), choose_index(4, 8, BUDGET, factory="IVF4,Nonsense"), resolve(str(tmp_path / "x")))
 

@@ -5,11 +5,9 @@ import torch
 
 from jobs import search
 from teran_core.checkpoint import save_checkpoint
-from teran_core.embedding_set import EmbeddingSet, write_embedding_side
-from teran_core.index.build import build_part
-from teran_core.index.catalog import TeranIndex, write_index_manifest, write_side_ids
-from teran_core.index.factory import choose_index
-from teran_core.index.layout import PartSpec
+from teran_core.embedding_set import write_embedding_side
+from teran_core.index.catalog import TeranIndex, build_index
+from teran_core.index.config import IndexSection
 from teran_core.model.config import TeranConfig
 from teran_core.model.teran import TERAN
 from teran_core.retrieval import TwoStageConfig
@@ -30,13 +28,7 @@ def index_root(tmp_path_factory):
     recorded = {"checkpoint": root.join("ckpt").uri, "format": "teran"}
     for side, ids, tokens in (("images", [f"img{i}" for i in range(6)], images), ("captions", [f"cap{i}" for i in range(4)], captions)):
         write_embedding_side(root.join("emb", side), side, [(ids, tokens.tokens.numpy(), tokens.lengths.numpy())], model=recorded)
-    sides = {side: EmbeddingSet.open(root.join("emb", side)) for side in ("images", "captions")}
-    parts = {spec.name: build_part(sides[spec.side], spec, choose_index(100, 8, 2**30), root.join("index", spec.name))
-             for spec in (PartSpec("images", "global"), PartSpec("captions", "global"), PartSpec("images", "tokens"))}
-    for emb in sides.values():
-        for shard in emb.shards:
-            write_side_ids(emb, shard, root.join("index"))
-    write_index_manifest(root.join("index"), root.join("emb").uri, sides, parts)
+    build_index(root.join("emb"), root.join("index"), IndexSection())
     return root.join("index")
 
 
@@ -51,7 +43,8 @@ def test_text_query_prints_the_two_stage_ranking(index_root, capsys):
 
 
 def test_image_query_prints_captions_and_bad_input_is_named(index_root, capsys):
-    assert search.main(["--index", index_root.uri, "--image-id", "img2", "--set", "two_stage.k_candidates=2"]) == 0
+    assert search.main(["--index", index_root.uri, "--image-id", "img2", "--set", "two_stage.k_candidates=2",
+                        "--set", "two_stage.i2t_k_factor=1", "--set", "two_stage.i2t_candidates=global"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "top captions for image img2" and len(out) == 4 and out[1].split()[2].startswith("cap")
     assert search.main(["--index", index_root.uri, "--image-id", "nope"]) == 2

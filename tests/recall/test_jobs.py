@@ -46,7 +46,9 @@ def test_build_index_then_evaluate(ray_session, storage_root, capsys):
     assert build_index.main(build) == 0
     summary = json.loads(capsys.readouterr().out)
     assert {name: p["ntotal"] for name, p in summary["parts"].items()} == {
-        "images-global": n_images, "captions-global": n_captions, "images-regions": n_images * 5}
+        "images-global": n_images, "captions-global": n_captions, "images-regions": n_images * 5,
+        "captions-words": summary["parts"]["captions-words"]["ntotal"]}
+    assert 2 * n_captions <= summary["parts"]["captions-words"]["ntotal"] <= 5 * n_captions  # 2..5 scored words each
     opened = TeranIndex.open(index)
     assert opened.id_map("captions").item_ids[:2] == load_split(dataset.uri, "test", dataset.storage)[1][:2]
     assert build_index.main(build) == 2  # a finished index is not overwritten by accident

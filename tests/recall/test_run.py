@@ -9,10 +9,8 @@ import torch
 from teran_core.alignment import TokenSet, alignment_scores
 from teran_core.embedding_set import EmbeddingSet
 from teran_core.evaluation import retrieval_metrics
-from teran_core.index.build import build_part
-from teran_core.index.catalog import TeranIndex, write_index_manifest, write_side_ids
-from teran_core.index.factory import choose_index
-from teran_core.index.layout import PartSpec
+from teran_core.index.catalog import TeranIndex, build_index
+from teran_core.index.config import IndexSection
 from teran_core.index.synthetic import GroundedSpec, write_grounded_embeddings
 from teran_core.recall import CollectionEvaluator, EvalSection, GroundTruth, evaluate_collection, evaluate_protocol, local_mapper
 from teran_core.report import write_report
@@ -28,13 +26,8 @@ SIZES = {"images": 40, "captions": 200}
 def built(tmp_path_factory):
     root = resolve(str(tmp_path_factory.mktemp("recall")))
     owner = write_grounded_embeddings(root.join("emb"), SPEC)
+    build_index(root.join("emb"), root.join("index"), IndexSection())
     sides = {side: EmbeddingSet.open(root.join("emb", side)) for side in SIZES}
-    parts = {spec.name: build_part(sides[spec.side], spec, choose_index(1000, 16, 2**30), root.join("index", spec.name))
-             for spec in (PartSpec("images", "global"), PartSpec("captions", "global"), PartSpec("images", "tokens"))}
-    for emb in sides.values():
-        for shard in emb.shards:
-            write_side_ids(emb, shard, root.join("index"))
-    write_index_manifest(root.join("index"), root.join("emb").uri, sides, parts)
     gt = GroundTruth(np.arange(40), np.arange(200), owner)
     tokens = {s: e.load().fetch(np.arange(len(e))) for s, e in sides.items()}
     exact = alignment_scores(*(TokenSet(torch.from_numpy(tokens[s].tokens), torch.from_numpy(tokens[s].lengths)) for s in SIZES))
@@ -48,7 +41,8 @@ def evaluator(root, **two_stage):
 def test_three_evaluators_against_hand_computed_metrics(built):
     root, gt, exact, tokens = built
     section = EvalSection(k_sweep=[4, 40], global_k=200, chunk_queries=9, latency_queries=5)
-    results = evaluate_collection(section, TwoStageConfig(k_candidates=40), gt, SIZES, local_mapper(evaluator(root)))
+    two_stage = TwoStageConfig(k_candidates=40, i2t_k_factor=1.0)  # image queries: 40 of 200 captions
+    results = evaluate_collection(section, two_stage, gt, SIZES, local_mapper(evaluator(root, i2t_k_factor=1.0)))
     exhaustive, ann, two_stage = (results["evaluators"][k] for k in ("exhaustive", "global", "two-stage"))
     assert exhaustive["metrics"] == pytest.approx(retrieval_metrics(exact, gt.caption_image))
     glob = tokens["images"].tokens[:, 0] @ tokens["captions"].tokens[:, 0].T
@@ -71,7 +65,9 @@ def test_sampled_queries_and_protocol(built, tmp_path):
     protocol = evaluate_protocol(EvalSection(protocol="all"), gt, local_mapper(evaluator(root)), block_images=16)
     assert protocol["metrics"] == pytest.approx(retrieval_metrics(exact, gt.caption_image))
     assert "skipped" in evaluate_protocol(EvalSection(max_exhaustive_pairs=10), gt, local_mapper(evaluator(root)))
-    results["protocol"] = protocol
+    reused = evaluate_collection(section, TwoStageConfig(k_candidates=5), gt, SIZES, local_mapper(evaluator(root)), protocol)
+    assert reused["evaluators"]["exhaustive"]["metrics"] == results["evaluators"]["exhaustive"]["metrics"]
+    results["protocol"] = {k: v for k, v in protocol.items() if k != "scores"}
     files = write_report(results, resolve(str(tmp_path)))
     assert files == ["recall_vs_kprime.png", "recall_vs_pairs.png", "report.md", "results.json"]
     assert json.loads((tmp_path / "results.json").read_text())["queries"]["images"] == 12
