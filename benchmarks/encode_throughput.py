@@ -7,7 +7,9 @@ One run prints: the sizes; images/s of the plain loop (the model over batches al
 one process, every core), measured before and after the pipeline runs (the machine is shared, the
 better of the two is used); images/s of the whole pipeline (S3 store -> read + validate -> encode
 actor -> write parts -> finalise -> S3 store, each run in a fresh Ray) for N and 4N images; their
-ratio; and the pipeline's peak memory (PSS of the driver and every Ray process, sampled) for N and 4N.
+ratio, also per CPU second (CPU time of every process involved: a figure that other load on the
+machine does not distort); and the pipeline's peak memory (PSS of the driver and every Ray process,
+sampled) for N and 4N.
 """
 
 from __future__ import annotations
@@ -53,82 +55,106 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# --- peak memory of a process tree -------------------------------------------------------------
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.append(int(entry))
-            except (OSError, IndexError, ValueError):
-                continue  # the process ended while we looked
-    return found
+# --- memory and CPU of a process tree --------------------------------------------------------------
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def tree_pss_bytes(root: int) -> int:
-    """Proportional set size of ``root`` and all its descendants (shared pages, the object store included, counted once)."""
-    total, stack = 0, [root]
-    while stack:
-        pid = stack.pop()
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()  # fields from "state" on
+
+
+def _tree(root: int) -> list[int]:
+    """``root`` and its descendants (one /proc scan)."""
+    parents = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
-        except (OSError, StopIteration):
-            continue
-        stack.extend(_children(pid))
-    return total
+            parents[int(entry)] = int(_stat(int(entry))[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
 
 
-class PeakMemory(threading.Thread):
-    """Samples :func:`tree_pss_bytes` of this process every ``period`` seconds until stopped."""
+class TreeSampler(threading.Thread):
+    """Every ``period`` s: the PSS of this process and its descendants (peak kept; shared pages, the object
+    store included, counted once), and each one's CPU seconds (user + system, the last value seen)."""
 
     def __init__(self, period: float = 0.5):
         super().__init__(daemon=True)
-        self.period, self.peak, self.done = period, 0, threading.Event()
+        self.period, self.peak, self.cpu, self.names, self.done = period, 0, {}, {}, threading.Event()
+
+    def sample(self) -> None:
+        pss = 0
+        for pid in _tree(os.getpid()):
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as f:
+                    pss += next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+                fields = _stat(pid)
+                self.cpu[pid] = (int(fields[11]) + int(fields[12])) / TICKS
+                if pid not in self.names or self.names[pid].startswith("ray::IDLE"):
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        self.names[pid] = f.read().split(b"\0")[0].decode(errors="replace").rsplit("/", 1)[-1][:40]
+            except (OSError, StopIteration, IndexError):
+                continue
+        self.peak = max(self.peak, pss)
 
     def run(self) -> None:
         while not self.done.wait(self.period):
-            self.peak = max(self.peak, tree_pss_bytes(os.getpid()))
+            self.sample()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+        self.sample()
 
 
 # --- the two measurements ------------------------------------------------------------------------
-def plain_loop(model: TERAN, dataset, batch_size: int) -> float:
-    """Images/s of encode_images over padded batches already in memory, tokens copied out as float16."""
+def plain_loop(model: TERAN, dataset, batch_size: int) -> tuple[float, float]:
+    """Images per second and per CPU second of encode_images over padded batches already in memory."""
     tables = [read_shard(dataset, "images", k) for k in range(len(dataset.shards["images"]))]
     batches = [collate_images(t.slice(s, batch_size)) for t in tables for s in range(0, t.num_rows, batch_size)]
     torch.set_num_threads(os.cpu_count())
     with torch.inference_mode():
         model.encode_images(batches[0]["features"], batches[0]["boxes"], batches[0]["n_regions"])  # warm-up
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for b in batches:
             tokens = model.encode_images(b["features"], b["boxes"], b["n_regions"]).tokens.to(torch.float16).numpy()
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert tokens.shape[-1] == model.config.embed_size
-    return sum(len(b["n_regions"]) for b in batches) / elapsed
+    images = sum(len(b["n_regions"]) for b in batches)
+    return images / elapsed, images / cpu
 
 
 def run_pipeline(config: str) -> dict:
-    """Runs in a child process: a fresh local Ray, one encode job, its summary and peak memory."""
+    """Runs in a child process: a fresh local Ray, one encode job; its summary, peak memory and CPU seconds."""
     from jobs.common import init_ray
     from jobs.encode import RayRunner
     from teran_core.config import load_config
     from teran_core.encode import EncodeJobConfig, run_encode
 
     cfg = load_config(EncodeJobConfig, config)
-    memory = PeakMemory()
-    memory.start()
+    sampler = TreeSampler()
+    sampler.start()
     started = time.perf_counter()
     init_ray(cfg.ray)
     ray_init_s = time.perf_counter() - started
+    sampler.sample()
+    cpu_before = dict(sampler.cpu)  # the job's CPU is counted from here, as its wall time
     runner = RayRunner(cfg)
     summary = run_encode(cfg, runner.pipeline, runner.submit)
-    memory.done.set()
-    memory.join()
+    sampler.stop()
+    by_process: dict[str, float] = {}
+    for pid, seconds in sampler.cpu.items():
+        name = sampler.names.get(pid, "?")
+        by_process[name] = by_process.get(name, 0.0) + seconds - cpu_before.get(pid, 0.0)
+    cpu_s = sum(by_process.values())
     return {"items": summary["items"], "wall_s": summary["wall_s"], "first_items_s": summary["first_items_s"],
-            "ray_init_s": ray_init_s, "encoders": summary["encoders"]["images"], "peak_pss_bytes": memory.peak,
-            "complete": summary["complete"]}
+            "ray_init_s": ray_init_s, "encoders": summary["encoders"]["images"], "peak_pss_bytes": sampler.peak,
+            "cpu_s": cpu_s, "cpu_by_process": by_process, "complete": summary["complete"]}
 
 
 def pipeline_in_child(root, dataset, checkpoint: str, args, name: str, env: dict) -> dict:
@@ -201,8 +227,9 @@ def main(argv=None) -> int:
               f"layers, 2 joint layers, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
               f"batch {args.batch_size}; {args.actors} actor(s) x {args.threads} thread(s); {os.cpu_count()} cores "
               f"(data written in {time.perf_counter() - start:.0f} s)", flush=True)
-        plain_before = plain_loop(model, small, args.batch_size)
-        print(f"plain loop, data in memory:          {plain_before:8.1f} images/s", flush=True)
+        plain_before, plain_cpu = plain_loop(model, small, args.batch_size)
+        print(f"plain loop, data in memory:              {plain_before:8.1f} images/s, {plain_cpu:.1f} images per CPU second",
+              flush=True)
         env = {**os.environ, "AWS_ENDPOINT_URL_S3": store.endpoint, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
         runs = {}
         for name, dataset in (("N", small), ("4N", large)):
@@ -213,14 +240,20 @@ def main(argv=None) -> int:
             busy = sum(e["items"] for e in run["encoders"].values()) / sum(e["busy_s"] for e in run["encoders"].values())
             print(f"pipeline {name:>2} ({run['items']} images): {rate:8.1f} images/s over the whole job, {run['wall_s']:.1f} s "
                   f"(+{run['ray_init_s']:.1f} s ray.init); start-up {run['first_items_s']:.1f} s, then {steady:.1f} images/s; "
-                  f"encoder {busy:.1f} images/s while busy; peak memory {run['peak_pss_bytes'] / 2**20:.0f} MiB", flush=True)
-        plain_after = plain_loop(model, small, args.batch_size)
+                  f"encoder {busy:.1f} images/s while busy; {run['items'] / run['cpu_s']:.1f} images per CPU second "
+                  f"(every Ray process); peak memory {run['peak_pss_bytes'] / 2**20:.0f} MiB", flush=True)
+            top = sorted(run["cpu_by_process"].items(), key=lambda kv: -kv[1])[:6]
+            print("    CPU seconds by process: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in top), flush=True)
+        plain_after, plain_cpu_after = plain_loop(model, small, args.batch_size)
         plain = max(plain_before, plain_after)  # the machine is shared: compare with the better of the two
-        print(f"plain loop again, after the pipeline: {plain_after:8.1f} images/s; the ratios use {plain:.1f}")
+        plain_cpu = max(plain_cpu, plain_cpu_after)
+        print(f"plain loop again, after the pipeline:    {plain_after:8.1f} images/s, {plain_cpu_after:.1f} images per CPU second")
         four = runs["4N"]
-        print(f"ratio pipeline 4N / plain loop, whole job:       {four['items'] / four['wall_s'] / plain:.2f}   (target >= 0.9)")
-        print(f"ratio pipeline 4N / plain loop, after start-up:  {four['items'] / (four['wall_s'] - four['first_items_s']) / plain:.2f}")
-        print(f"peak memory 4N / N:                              {four['peak_pss_bytes'] / runs['N']['peak_pss_bytes']:.2f}   (target <= 1.2)")
+        print(f"ratio pipeline 4N / plain loop, images/s, whole job:       {four['items'] / four['wall_s'] / plain:.2f}   (target >= 0.9)")
+        print(f"ratio pipeline 4N / plain loop, images/s, after start-up:  {four['items'] / (four['wall_s'] - four['first_items_s']) / plain:.2f}")
+        print(f"ratio pipeline 4N / plain loop, images per CPU second:     {four['items'] / four['cpu_s'] / plain_cpu:.2f}   "
+              "(insensitive to other load on the machine)")
+        print(f"peak memory 4N / N:                                        {four['peak_pss_bytes'] / runs['N']['peak_pss_bytes']:.2f}   (target <= 1.2)")
     finally:
         store.stop()
     return 0

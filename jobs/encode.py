@@ -33,7 +33,10 @@ def ray_pipeline(stages: Stages) -> Iterator[pa.Table]:
     context.retried_map_errors = list(context.retried_io_errors)  # S3 throttling/5xx: replay the task's generator
     context.max_map_retries = 5
     ds = ray.data.from_items(stages.items, override_num_blocks=len(stages.items))
-    ds = ds.map_batches(read_shards, fn_kwargs={"spec": stages.read}, batch_size=1, batch_format="pyarrow")
+    # memory= reserves a whole shard per read task; differing from the actor's resources, it also keeps
+    # Ray Data from fusing reads into the encoder actor, where they would stall the accelerator
+    ds = ds.map_batches(read_shards, fn_kwargs={"spec": stages.read}, batch_size=1, batch_format="pyarrow",
+                        memory=stages.read_memory)
     ds = ds.map_batches(
         stages.encoder,
         fn_constructor_kwargs=stages.encoder_kwargs,

@@ -82,10 +82,12 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
 
 def export_best(cfg: TrainJobConfig, result) -> dict:
-    """Copies the best checkpoint's model to the export folder, with the metrics CSV and curves PNG."""
+    """Copies the best checkpoint's model to the export folder, with the whole run's metrics CSV and curves PNG."""
     best, best_metrics = max(result.best_checkpoints, key=lambda pair: pair[1].get("rsum", float("-inf")))
     with best.as_directory() as folder:
-        model, state = load_train_state(folder)
+        model, _ = load_train_state(folder)
+    with result.checkpoint.as_directory() as folder:  # the latest one: its history has every epoch, the best's may not
+        _, state = load_train_state(folder)
     export = resolve(cfg.export_uri(), cfg.storage)
     save_checkpoint(model, export.uri, cfg.storage)
     export.join("metrics.csv").write_text(history_csv(state.history))

@@ -62,21 +62,31 @@ class EncodeSection:
     cpus_per_actor: float = knob(0.5, gt=0.0)  # logical CPUs per actor; fractional so read/write tasks keep a CPU
     calls_per_actor: int = knob(1, ge=1)  # batches an actor works on at once (threads); 2 on a GPU overlaps one batch's host work with another's GPU work
     torch_threads: int = knob(0, ge=0)  # intra-op threads per actor; 0: what Ray grants (OMP_NUM_THREADS)
+    device: Literal["auto", "cuda", "cpu"] = "auto"  # where actors compute; auto: cuda when num_gpus > 0. cpu: e.g. a rehearsal whose "GPUs" are Ray resources only
     precision: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # autocast dtype; auto: float16 on GPU, float32 on CPU
     prepare_batch_size: int = knob(256, ge=1)  # rows per CPU validation/tokenisation call
     finalizers: int = knob(2, ge=1)  # long-lived actors merging finished shards, 4 at a time each (I/O bound); more for many GPUs
     progress_interval_s: float = knob(10.0, gt=0.0)  # seconds between the driver's progress log lines
 
     def check(self) -> list[str]:
-        if self.num_gpus == 0 and self.precision in ("float16", "bfloat16"):
-            return [f"precision: got {self.precision!r} with num_gpus 0; half-precision autocast is for GPUs, use 'auto' or 'float32'"]
-        return []
+        problems = []
+        if self.resolved_device() == "cpu" and self.precision in ("float16", "bfloat16"):
+            problems.append(f"precision: got {self.precision!r} on the CPU; half-precision autocast is for GPUs, use 'auto' or 'float32'")
+        if self.device == "cuda" and self.num_gpus == 0:
+            problems.append("device: got 'cuda' with num_gpus 0; Ray would give the actors no GPU, set num_gpus: 1")
+        return problems
+
+    def resolved_device(self) -> str:
+        """The torch device the encoders use: explicit, or cuda when Ray grants them a GPU."""
+        if self.device != "auto":
+            return self.device
+        return "cuda" if self.num_gpus > 0 else "cpu"
 
     def resolved_precision(self) -> str:
         """The autocast dtype the encoders use: explicit, or float16 on GPU and float32 on CPU."""
         if self.precision != "auto":
             return self.precision
-        return "float16" if self.num_gpus > 0 else "float32"
+        return "float16" if self.resolved_device() == "cuda" else "float32"
 
 
 @dataclasses.dataclass

@@ -54,6 +54,9 @@ class TeranEncoder:
                  device: str = "cpu", threads: int = 0):
         if threads:
             torch.set_num_threads(threads)
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"encoder on {socket.gethostname()}: encode.device is cuda (num_gpus > 0) but torch sees no "
+                               "CUDA device here; check the node's driver and torch build, or set encode.device: cpu")
         self.device = torch.device(device)
         self.model = model.load().to(self.device).eval()
         self.dtype = dtype

@@ -53,9 +53,16 @@ def run_encode(cfg: EncodeJobConfig, pipeline: Pipeline, submit: Submit) -> dict
         OutputConflict: the output holds another job's embeddings and overwrite is off.
         FileNotFoundError: no dataset or no checkpoint at the configured URIs.
         ConfigError: the dataset, checkpoint or output location is not set.
+
+    Example:
+        >>> from concurrent.futures import ThreadPoolExecutor
+        >>> with ThreadPoolExecutor(2) as pool:  # doctest: +SKIP
+        ...     summary = run_encode(cfg, lambda stages: stages.iter_local(), pool.submit)  # no Ray: one process
+        >>> summary["complete"], summary["sides"]["images"]["finished"]  # doctest: +SKIP
+        (True, 3)
     """
     if cfg.missing():
-        raise ConfigError("the encode config", cfg.missing())
+        raise ConfigError("EncodeJobConfig", cfg.missing())
     started = time.monotonic()
     check = check_dataset(resolve(cfg.input.dataset, cfg.storage))
     spec = ModelSpec.from_section(cfg.model, cfg.storage)

@@ -35,7 +35,13 @@ class Stages:
     layouts: dict[str, SideLayout]
     run_id: str
     sizes: EncodeSection
+    largest_shard: int = 0  # bytes of the largest shard to read (a read task holds one whole shard)
     encoder: type = TeranEncoder
+
+    @property
+    def read_memory(self) -> int:
+        """Heap a read task needs: the shard's bytes plus its decoded batches, with room to spare."""
+        return 4 * self.largest_shard + 64 * 2**20
 
     @property
     def write_kwargs(self) -> dict:
@@ -66,6 +72,7 @@ def build_stages(plans: list[SidePlan], check: DatasetCheck, spec: ModelSpec, in
     )
     encoder_kwargs = {
         "model": spec, "dtype": dtype, "precision": sizes.resolved_precision(),
-        "device": "cuda" if sizes.num_gpus > 0 else "cpu", "threads": sizes.torch_threads,
+        "device": sizes.resolved_device(), "threads": sizes.torch_threads,
     }
-    return Stages(items, read, encoder_kwargs, {p.kind: p.layout for p in plans}, run_id, sizes)
+    largest = max((t.bytes for plan in plans for t in plan.todo), default=0)
+    return Stages(items, read, encoder_kwargs, {p.kind: p.layout for p in plans}, run_id, sizes, largest)

@@ -19,16 +19,42 @@ NODE = {"num_cpus": 2, "object_store_memory": 512 * 2**20}
 HEALTH = {"health_check_period_ms": 1000, "health_check_failure_threshold": 2, "health_check_timeout_ms": 1000}
 
 
-def encoder_node(workers):
-    """The worker node running the encoder actor (the removal that hurts most), else the last worker."""
+def wait_for_state_api(timeout_s: float = 120) -> None:
+    """The state API answers once the dashboard is up, which under load can take many seconds."""
+    from ray.util.state import list_nodes
+
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            list_nodes(limit=10)
+            return
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+
+
+def encoder_node(workers, timeout_s: float = 20):
+    """(worker node running the encoder actor, None), else (the last worker, why it was not found).
+
+    The actor may be restarting when asked: ask again until ``timeout_s``.
+    """
     from ray.util.state import list_actors
 
-    try:
-        actors = list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
-    except Exception:  # the state API needs the dashboard; without it any worker will do
-        return workers[-1], False
-    hosts = {a.node_id for a in actors if "TeranEncoder" in (a.class_name or "")}
-    return next(((w, True) for w in workers if w.node_id in hosts), (workers[-1], False))
+    deadline, why = time.time() + timeout_s, "no alive TeranEncoder actor"
+    while time.time() < deadline:
+        try:
+            actors = list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+        except Exception as error:  # the dashboard restarting, or overloaded
+            why = f"state API: {error!r}"[:300]
+        else:
+            hosts = {a.node_id for a in actors if "TeranEncoder" in (a.class_name or "")}
+            victim = next((w for w in workers if w.node_id in hosts), None)
+            if victim is not None:
+                return victim, None
+            why = f"no alive TeranEncoder actor among {sorted(a.class_name for a in actors)}"[:300]
+        time.sleep(1)
+    return workers[-1], why
 
 
 def main(config: str, side_uri: str) -> None:
@@ -44,14 +70,17 @@ def main(config: str, side_uri: str) -> None:
     workers = [cluster.add_node(**NODE) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address)
+    wait_for_state_api()  # before the job: the victim is found by asking it
     result: dict = {}
     job = threading.Thread(target=lambda: result.update(rc=encode(["--config", config])))
     job.start()
     done = resolve(side_uri, StorageConfig()).join("_done")
     while job.is_alive() and not done.list(".json"):
         time.sleep(0.2)
-    victim, had_encoder = encoder_node(workers)
-    result.update(markers_at_removal=len(done.list(".json")), removed_encoder_node=had_encoder, job_alive=job.is_alive())
+    victim, why = encoder_node(workers)
+    result.update(markers_at_removal=len(done.list(".json")), removed_encoder_node=why is None, job_alive=job.is_alive())
+    if why:
+        result["encoder_not_found"] = why
     cluster.remove_node(victim, allow_graceful=False)
     job.join()
     print(json.dumps(result), flush=True)

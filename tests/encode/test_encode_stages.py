@@ -144,3 +144,9 @@ def test_finalise_writes_shard_rejects_and_marker_or_nothing(dataset, encoder, t
     reject_table = pa.parquet.read_table(layout.rejects(task.stem).path)
     assert reject_table.to_pylist() == [{"id": source_ids[2], "shard": task.name, "row": 2, "reason": "duplicate image_id"}]
     assert not layout.staging(task.stem).exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks a node without CUDA")
+def test_an_encoder_given_a_gpu_without_cuda_says_how_to_run_on_the_cpu(tiny_checkpoint):
+    with pytest.raises(RuntimeError, match="sees no CUDA device here.*encode.device: cpu"):
+        TeranEncoder(ModelSpec(resolve(tiny_checkpoint), "teran"), device="cuda")
