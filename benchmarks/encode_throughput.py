@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from teran_core.data import collate_images, read_shard  # noqa: E402
 from teran_core.data.schema import shard_name  # noqa: E402
 from teran_core.data.synth import SynthConfig, generate_dataset  # noqa: E402
 from teran_core.data.writer import write_parquet  # noqa: E402
+from teran_core.procmon import TreeSampler  # noqa: E402
 from teran_core.storage import resolve  # noqa: E402
 
 
@@ -53,63 +53,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--images-per-shard", type=int, default=250)
     p.add_argument("--pipeline", help=argparse.SUPPRESS)  # internal: run one pipeline job from this config and report
     return p.parse_args(argv)
-
-
-# --- memory and CPU of a process tree --------------------------------------------------------------
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()  # fields from "state" on
-
-
-def _tree(root: int) -> list[int]:
-    """``root`` and its descendants (one /proc scan)."""
-    parents = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            parents[int(entry)] = int(_stat(int(entry))[1])
-        except (OSError, IndexError, ValueError):
-            continue  # the process ended while we looked
-    tree, frontier = [root], [root]
-    while frontier:
-        frontier = [pid for pid, parent in parents.items() if parent in frontier]
-        tree += frontier
-    return tree
-
-
-class TreeSampler(threading.Thread):
-    """Every ``period`` s: the PSS of this process and its descendants (peak kept; shared pages, the object
-    store included, counted once), and each one's CPU seconds (user + system, the last value seen)."""
-
-    def __init__(self, period: float = 0.5):
-        super().__init__(daemon=True)
-        self.period, self.peak, self.cpu, self.names, self.done = period, 0, {}, {}, threading.Event()
-
-    def sample(self) -> None:
-        pss = 0
-        for pid in _tree(os.getpid()):
-            try:
-                with open(f"/proc/{pid}/smaps_rollup") as f:
-                    pss += next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
-                fields = _stat(pid)
-                self.cpu[pid] = (int(fields[11]) + int(fields[12])) / TICKS
-                if pid not in self.names or self.names[pid].startswith("ray::IDLE"):
-                    with open(f"/proc/{pid}/cmdline", "rb") as f:
-                        self.names[pid] = f.read().split(b"\0")[0].decode(errors="replace").rsplit("/", 1)[-1][:40]
-            except (OSError, StopIteration, IndexError):
-                continue
-        self.peak = max(self.peak, pss)
-
-    def run(self) -> None:
-        while not self.done.wait(self.period):
-            self.sample()
-
-    def stop(self) -> None:
-        self.done.set()
-        self.join()
-        self.sample()
 
 
 # --- the two measurements ------------------------------------------------------------------------

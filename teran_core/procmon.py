@@ -1,0 +1,114 @@
+"""Memory and CPU of a process tree, read from Linux's /proc: what benchmarks and the pipeline job report.
+
+A local Ray instance is a tree below its driver (GCS, raylet, and the workers below the raylet), so
+sampling the driver's tree covers every Ray process of a one-machine run. Processes on other nodes
+of a cluster are not seen. Nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+__all__ = ["TreeSampler", "tree_pids"]
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()  # fields from "state" on
+
+
+def _status_kib(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key))
+
+
+def tree_pids(root: int) -> list[int]:
+    """``root`` and its descendants (one /proc scan).
+
+    Example:
+        >>> tree_pids(os.getpid())[0] == os.getpid()
+        True
+    """
+    parents = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            parents[int(entry)] = int(_stat(int(entry))[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
+
+
+class TreeSampler(threading.Thread):
+    """Samples this process and its descendants every ``period`` s until :meth:`stop`.
+
+    Kept per sample: the PSS of the whole tree (:attr:`peak`, the largest total; shared pages, the
+    object store included, counted once), and per process its CPU seconds (:attr:`cpu`, user +
+    system, the last value seen), its name (:attr:`names`) and its peak RSS (:attr:`rss_peak`, from
+    the kernel's high-water mark VmHWM, so a spike between two samples is not missed).
+
+    Args:
+        period: seconds between samples.
+        reset_peaks: first reset every process's VmHWM (``/proc/<pid>/clear_refs``), so the peaks are
+            this sampler's window only, e.g. one stage of a job whose Ray workers outlive the stage.
+
+    Example:
+        >>> sampler = TreeSampler(period=0.05)
+        >>> sampler.start()
+        >>> sampler.stop()
+        >>> sampler.rss_peak[os.getpid()] > 0 and sampler.peak > 0
+        True
+    """
+
+    def __init__(self, period: float = 0.5, reset_peaks: bool = False):
+        super().__init__(daemon=True)
+        self.period, self.peak, self.done = period, 0, threading.Event()
+        self.cpu: dict[int, float] = {}
+        self.names: dict[int, str] = {}
+        self.rss_peak: dict[int, int] = {}
+        if reset_peaks:
+            for pid in tree_pids(os.getpid()):
+                try:
+                    with open(f"/proc/{pid}/clear_refs", "w") as f:
+                        f.write("5")  # 5: reset the peak RSS to the current RSS (Linux >= 4.0)
+                except OSError:
+                    continue  # ended, or not ours: its peak stays the lifetime one
+
+    def sample(self) -> None:
+        pss = 0
+        for pid in tree_pids(os.getpid()):
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as f:
+                    pss += next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+                self.rss_peak[pid] = max(self.rss_peak.get(pid, 0), _status_kib(pid, "VmHWM:") * 1024)
+                fields = _stat(pid)
+                self.cpu[pid] = (int(fields[11]) + int(fields[12])) / TICKS
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    name = f.read().split(b"\0")[0].decode(errors="replace").rsplit("/", 1)[-1][:40]
+                # a Ray worker renames itself once it runs something; back to IDLE, it keeps that name
+                if pid not in self.names or not name.startswith("ray::IDLE"):
+                    self.names[pid] = name
+            except (OSError, StopIteration, IndexError):
+                continue
+        self.peak = max(self.peak, pss)
+
+    def run(self) -> None:
+        while not self.done.wait(self.period):
+            self.sample()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+        self.sample()
+
+    def largest_child(self) -> tuple[str, int]:
+        """(name, peak RSS bytes) of the descendant with the largest peak RSS; ("", 0) without descendants."""
+        me = os.getpid()
+        pid = max((p for p in self.rss_peak if p != me), key=self.rss_peak.get, default=None)
+        return ("", 0) if pid is None else (self.names.get(pid, "?"), self.rss_peak[pid])
