@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "build-index": ("jobs.build_index", "build a sharded FAISS index from an embedding set"),
     "evaluate": ("jobs.evaluate", "recall of exhaustive, global-only and two-stage retrieval"),
     "search": ("jobs.search", "top images for a caption, or captions for an image"),
+    "pipeline": ("jobs.pipeline", "synth, encode, build-index and evaluate as one resumable job with one summary"),
 }
 
 

@@ -10,7 +10,10 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+import yaml
+
 from teran_core.config import ConfigError, RayConfig, load_config, to_yaml
+from teran_core.storage import Location
 
 T = TypeVar("T")
 log = logging.getLogger("teran")
@@ -42,6 +45,35 @@ def run_main(prog: str, body: Callable[[], int | None]) -> int:
     except (ConfigError, FileNotFoundError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+
+
+def step_config_dir(root: Location) -> str:
+    """The local folder for the step configs of a job that chains jobs: ``<root>/configs`` on a local
+    root; a fresh temporary folder for an object-store root (the jobs read local files; copies go to the store)."""
+    path = root.join("configs").path if root.is_local else tempfile.mkdtemp(prefix="teran-configs-")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def write_step_config(root: Location, config_dir: str, step: str, job: str, config: dict) -> str:
+    """Writes one step's job config as ``<config_dir>/<step>.yaml``, opening with the command that runs it,
+    and a copy at ``<root>/configs/<step>.yaml`` when ``root`` is on an object store; returns the local path.
+
+    Example:
+        >>> from teran_core.storage import resolve
+        >>> root = resolve(tempfile.mkdtemp())
+        >>> path = write_step_config(root, step_config_dir(root), "encode-a", "encode", {"encode": {"actors": 1}})
+        >>> open(path).read().splitlines()[0] == f"# teran encode --config {path}"
+        True
+    """
+    path = os.path.join(config_dir, f"{step}.yaml")
+    with open(path, "w") as f:
+        f.write(f"# teran {job} --config {path}\n")
+        yaml.safe_dump(config, f, sort_keys=False)
+    if not root.is_local:
+        with open(path) as f:
+            root.join("configs", f"{step}.yaml").write_text(f.read())
+    return path
 
 
 def init_ray(cfg: RayConfig):

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 
 import torch
-import yaml
 
 from jobs import build_index, encode, evaluate, synth, train
-from jobs.common import init_ray, job_parser, load_job_config, run_main
+from jobs.common import init_ray, job_parser, load_job_config, run_main, step_config_dir, write_step_config
 from teran_core.checkpoint import save_checkpoint
 from teran_core.demo import MODELS, DemoJobConfig, comparison_markdown, comparison_rows, step_configs
 from teran_core.model.teran import TERAN
@@ -37,8 +34,7 @@ def _job(step: str):
 def run(cfg: DemoJobConfig) -> int:
     started = time.time()
     root = resolve(cfg.root, cfg.storage)
-    config_dir = root.join("configs").path if root.is_local else tempfile.mkdtemp(prefix="teran-demo-configs-")
-    os.makedirs(config_dir, exist_ok=True)
+    config_dir = step_config_dir(root)
     init_ray(cfg.ray)  # one local Ray for every step
     steps = step_configs(cfg)
     m = cfg.model
@@ -50,12 +46,7 @@ def run(cfg: DemoJobConfig) -> int:
         if step == "encode-untrained":
             torch.manual_seed(cfg.data.seed)
             save_checkpoint(TERAN(m), step_cfg["model"]["checkpoint"], cfg.storage)
-        path = os.path.join(config_dir, f"{step}.yaml")
-        with open(path, "w") as f:
-            f.write(f"# teran {_job(step).__name__.split('.')[-1].replace('_', '-')} --config {path}\n")
-            yaml.safe_dump(step_cfg, f, sort_keys=False)
-        if not root.is_local:
-            root.join("configs", f"{step}.yaml").write_text(open(path).read())
+        path = write_step_config(root, config_dir, step, _job(step).__name__.split('.')[-1].replace('_', '-'), step_cfg)
         code = _job(step).main(["--config", path])
         if code:
             print(f"{PROG}: error: step {step} failed with exit code {code}; its config is {path}", file=sys.stderr)

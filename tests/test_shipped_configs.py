@@ -10,6 +10,7 @@ from teran_core.data.jobconfig import ConvertJobConfig, SynthJobConfig
 from teran_core.demo import DemoJobConfig
 from teran_core.encode import EncodeJobConfig
 from teran_core.index.config import BuildIndexJobConfig
+from teran_core.pipeline import PipelineJobConfig
 from teran_core.recall.config import EvaluateJobConfig
 from teran_core.retrieval import SearchConfig
 from teran_core.train import TrainJobConfig
@@ -18,7 +19,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 CLASSES = {
     "synth": SynthJobConfig, "convert": ConvertJobConfig, "train": TrainJobConfig, "encode": EncodeJobConfig,
     "build-index": BuildIndexJobConfig, "build_index": BuildIndexJobConfig, "evaluate": EvaluateJobConfig,
-    "search": SearchConfig, "demo": DemoJobConfig,
+    "search": SearchConfig, "demo": DemoJobConfig, "pipeline": PipelineJobConfig,
 }
 SHIPPED = sorted([*REPO.glob("configs/*.yaml"), *REPO.glob("cluster/configs/*.yaml")])
 

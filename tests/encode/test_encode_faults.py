@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from encode_helpers import assert_exactly_once, assert_matches_model, direct_tokens, make_dataset
+from process_helpers import kill_session
 
 HERE = os.path.dirname(__file__)
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -38,17 +39,6 @@ def run(endpoint, *args, **kwargs):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, HERE]), "AWS_ENDPOINT_URL_S3": endpoint}
     return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
-
-
-def kill_session(session: int) -> None:
-    """Kills what a killed driver leaves behind (its local Ray's workers), by pid: they would exit on their own
-    within about 30 s, and the rerun must not wait for that."""
-    pids = subprocess.run(["ps", "-o", "pid=", "-s", str(session)], capture_output=True, text=True).stdout.split()
-    for pid in map(int, pids):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            continue  # it exited meanwhile
 
 
 def shard_state(output, kind):

@@ -1,0 +1,16 @@
+"""Helpers for tests that run a job in a process of its own and kill it."""
+
+import os
+import signal
+import subprocess
+
+
+def kill_session(session: int) -> None:
+    """SIGKILL to every process of a session (a driver started with start_new_session and its local Ray's
+    processes), by pid: Ray's workers would exit on their own within about 30 s, and a rerun must not wait for that."""
+    pids = subprocess.run(["ps", "-o", "pid=", "-s", str(session)], capture_output=True, text=True).stdout.split()
+    for pid in map(int, pids):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue  # it exited meanwhile
