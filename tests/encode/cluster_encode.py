@@ -34,27 +34,17 @@ def wait_for_state_api(timeout_s: float = 120) -> None:
             time.sleep(1)
 
 
-def encoder_node(workers, timeout_s: float = 20):
-    """(worker node running the encoder actor, None), else (the last worker, why it was not found).
-
-    The actor may be restarting when asked: ask again until ``timeout_s``.
-    """
+def encoder_node(workers):
+    """(worker node running the encoder actor, None), else (None, why it was not found)."""
     from ray.util.state import list_actors
 
-    deadline, why = time.time() + timeout_s, "no alive TeranEncoder actor"
-    while time.time() < deadline:
-        try:
-            actors = list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
-        except Exception as error:  # the dashboard restarting, or overloaded
-            why = f"state API: {error!r}"[:300]
-        else:
-            hosts = {a.node_id for a in actors if "TeranEncoder" in (a.class_name or "")}
-            victim = next((w for w in workers if w.node_id in hosts), None)
-            if victim is not None:
-                return victim, None
-            why = f"no alive TeranEncoder actor among {sorted(a.class_name for a in actors)}"[:300]
-        time.sleep(1)
-    return workers[-1], why
+    try:
+        actors = list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+    except Exception as error:  # the dashboard restarting, or overloaded
+        return None, f"state API: {error!r}"[:300]
+    hosts = {a.node_id for a in actors if "TeranEncoder" in (a.class_name or "")}
+    victim = next((w for w in workers if w.node_id in hosts), None)
+    return victim, None if victim else f"no alive TeranEncoder actor among {sorted(a.class_name for a in actors)}"[:300]
 
 
 def main(config: str, side_uri: str) -> None:
@@ -75,12 +65,18 @@ def main(config: str, side_uri: str) -> None:
     job = threading.Thread(target=lambda: result.update(rc=encode(["--config", config])))
     job.start()
     done = resolve(side_uri, StorageConfig()).join("_done")
+    victim, why = None, "the job ended first"
+    # find the encoder's node while the job starts up (the state API can take seconds under load),
+    # then remove it the moment the first shard is finished
     while job.is_alive() and not done.list(".json"):
+        if victim is None:
+            victim, why = encoder_node(workers)
         time.sleep(0.2)
-    victim, why = encoder_node(workers)
-    result.update(markers_at_removal=len(done.list(".json")), removed_encoder_node=why is None, job_alive=job.is_alive())
-    if why:
+    result.update(markers_at_removal=len(done.list(".json")), removed_encoder_node=victim is not None,
+                  job_alive=job.is_alive())
+    if victim is None:
         result["encoder_not_found"] = why
+        victim = workers[-1]
     cluster.remove_node(victim, allow_graceful=False)
     job.join()
     print(json.dumps(result), flush=True)

@@ -51,7 +51,7 @@ def shard_state(output, kind):
 @pytest.mark.integration
 @pytest.mark.timeout(900)
 def test_losing_a_worker_node_mid_job_loses_and_duplicates_nothing(s3_root, tiny_checkpoint, tiny_model):
-    dataset = make_dataset(s3_root.join("data"), images=48, per_shard=4)
+    dataset = make_dataset(s3_root.join("data"), images=96, per_shard=4)  # 24 shards: the node goes after the first
     config = write_config(s3_root, dataset, tiny_checkpoint, "both")
     proc = run(s3_root.storage.endpoint_override, os.path.join(HERE, "cluster_encode.py"), config, s3_root.join("emb", "images").uri)
     out, _ = proc.communicate(timeout=840)
@@ -63,7 +63,7 @@ def test_losing_a_worker_node_mid_job_loses_and_duplicates_nothing(s3_root, tiny
     assert result["job_alive"] and result["removed_encoder_node"], result
     assert result["markers_at_removal"] < len(dataset.shards["images"]), result
     summary = json.loads(s3_root.join("emb", "summary.json").read_text())
-    assert summary["complete"] and summary["items"] == 48 + 240
+    assert summary["complete"] and summary["items"] == 96 + 480
     for kind in ("images", "captions"):
         embedded, _ = assert_exactly_once(dataset, s3_root.join("emb"), kind)
         assert_matches_model(embedded, direct_tokens(tiny_model, dataset, kind))
