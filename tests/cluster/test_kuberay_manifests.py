@@ -80,6 +80,7 @@ def test_wrong_value_type_and_quantity_are_rejected():
     assert any(p.startswith(f"{where}: '12GB' does not match") for p in problems), problems
 
 
+@needs_crds  # manifest_problems validates against the CRD schemas first
 def test_names_follow_kuberay_rules():
     doc = copy.deepcopy(DOCS["rayjob-encode.yaml"])
     doc["metadata"]["name"] = name = "teran-encode-" + "x" * 35
