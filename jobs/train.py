@@ -6,6 +6,7 @@ exported as a teran checkpoint folder that ``teran encode`` loads.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -99,6 +100,10 @@ def export_best(cfg: TrainJobConfig, result) -> dict:
 def run(cfg: TrainJobConfig) -> dict:
     """Trains (or resumes) the run and exports its best checkpoint; returns a short summary."""
     ray = init_ray(cfg.ray)
+    # the workers run in Ray Train's own working directory: hand them absolute local paths
+    cfg = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, dataset=resolve(cfg.data.dataset, cfg.storage).uri),
+        init_checkpoint=cfg.init_checkpoint and resolve(cfg.init_checkpoint, cfg.storage).uri)
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 

@@ -34,7 +34,8 @@ def _checkpoints(tmp_path) -> list[str]:
 @pytest.mark.integration
 @pytest.mark.timeout(900)
 def test_killed_training_resumes_from_its_last_checkpoint(tiny_dataset, tiny_model_kwargs, tmp_path):
-    config = _config(tmp_path, tiny_dataset, tiny_model_kwargs, epochs=3)
+    # a path relative to the driver's working directory, as a user types it: the workers run elsewhere
+    config = _config(tmp_path, os.path.relpath(tiny_dataset), tiny_model_kwargs, epochs=3)
     command = [sys.executable, "-m", "jobs.train", "--config", config]
     with open(tmp_path / "first.log", "wb") as log:
         first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
