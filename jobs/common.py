@@ -89,8 +89,7 @@ def init_ray(cfg: RayConfig):
     if address:
         ray.init(address=address)
         return ray
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keeps every socket on loopback
-    ray.init(
+    ray.init(  # every server on 127.0.0.1: with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, set in jobs/__init__.py
         num_cpus=cfg.num_cpus,
         object_store_memory=cfg.object_store_memory_mb * 2**20 if cfg.object_store_memory_mb else None,
         include_dashboard=False,

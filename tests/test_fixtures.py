@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -54,3 +55,31 @@ def test_ray_listens_on_loopback_only(ray_session):
     sockets = _listening_sockets(ray_pids | _descendants(os.getpid()))
     assert sockets, "Ray should have listening sockets"
     assert _not_loopback(sockets) == []
+
+
+LOCAL_JOB_RAY = """
+import sys
+import jobs.encode  # imports ray first, as every job module does: the loopback setting must already hold
+from jobs.common import init_ray
+from teran_core.config import RayConfig
+ray = init_ray(RayConfig(num_cpus=1, object_store_memory_mb=128))
+assert ray.get(ray.remote(lambda: 1).remote()) == 1
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_a_job_started_from_a_plain_shell_listens_on_loopback_only():
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    job = subprocess.Popen([sys.executable, "-c", LOCAL_JOB_RAY], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           text=True, start_new_session=True)
+    try:
+        assert job.stdout.readline().strip() == "ready"
+        sockets = _listening_sockets(_descendants(job.pid))
+        assert sockets, "Ray should have listening sockets"
+        assert _not_loopback(sockets) == []
+    finally:
+        job.stdin.close()
+        job.wait(timeout=60)
