@@ -54,7 +54,8 @@ def run(cfg: DemoJobConfig) -> int:
     results = {name: json.loads(root.join("eval", name, "results.json").read_text()) for name in MODELS}
     notes = [f"{name}: {what}" for name, (what, _) in MODELS.items()] + [
         f"test split: {cfg.data.test_images} images x 5 captions with hard negatives (images sharing objects, "
-        "differing in attributes and layout), scored all at once as the reference's 1K test sets; recalls in percent",
+        "differing in attributes and layout); 1,000 caption and 250 image queries (seeded sample), each ranking "
+        "the whole split as the reference's 1K test sets do; recalls in percent",
         "evaluators: exhaustive = exact TERAN alignment (MrSw) on every pair; global = kNN on slot-0 vectors; "
         "two-stage = index candidates re-ranked by exact alignment",
         f"per-evaluation reports: {root.join('eval').uri}/<model>/report.md; training curves: "

@@ -9,7 +9,9 @@ the driver maps query chunks over the actors and writes results.json, report.md 
 
 from __future__ import annotations
 
+import logging
 import sys
+import time
 
 import ray
 from ray.util import ActorPool
@@ -23,13 +25,25 @@ from teran_core.report import markdown_report, write_report
 from teran_core.storage import resolve
 
 PROG = "teran evaluate"
+log = logging.getLogger("teran.evaluate")
 
 
 def ray_mapper(cfg: EvaluateJobConfig, index_uri: str):
-    """Runs evaluator calls on a pool of actors, results in call order."""
+    """Runs evaluator calls on a pool of actors, results in call order, logging progress as they finish."""
     actor = ray.remote(CollectionEvaluator).options(num_cpus=cfg.eval.actor_cpus, max_restarts=1, max_task_retries=1)
     pool = ActorPool([actor.remote(index_uri, cfg.two_stage, cfg.storage, cfg.eval.in_memory) for _ in range(cfg.eval.actors)])
-    return lambda method, calls: list(pool.map(lambda a, call: getattr(a, method).remote(*call), calls))
+
+    def mapper(method: str, calls: list) -> list:
+        started = last_log = time.monotonic()
+        results = []
+        for result in pool.map(lambda a, call: getattr(a, method).remote(*call), calls):
+            results.append(result)
+            if time.monotonic() - last_log >= cfg.eval.progress_interval_s or len(results) == len(calls):
+                last_log = time.monotonic()
+                log.info("%s: %d/%d calls done in %.0f s", method, len(results), len(calls), last_log - started)
+        return results
+
+    return mapper
 
 
 def _run(args) -> int:

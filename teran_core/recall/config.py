@@ -46,6 +46,7 @@ class EvalSection:
     actors: int = knob(2, ge=1)  # evaluator actors, each holding the index and token stores
     actor_cpus: float = knob(1.0, gt=0)  # Ray CPUs per actor
     in_memory: bool = False  # hold the embeddings in each actor's RAM (else fetch candidates from the shards)
+    progress_interval_s: float = knob(20.0, gt=0)  # seconds between the driver's progress log lines
 
     def check(self) -> list[str]:
         problems = []
