@@ -36,8 +36,13 @@ def ray_mapper(cfg: EvaluateJobConfig, index_uri: str):
     def mapper(method: str, calls: list) -> list:
         started = last_log = time.monotonic()
         results = []
-        for result in pool.map(lambda a, call: getattr(a, method).remote(*call), calls):
-            results.append(result)
+        for call in calls:
+            pool.submit(lambda a, call: getattr(a, method).remote(*call), call)
+        while pool.has_next():
+            try:  # wakes at least every progress_interval_s, even while one long call runs
+                results.append(pool.get_next(timeout=cfg.eval.progress_interval_s))
+            except TimeoutError:
+                pass
             if time.monotonic() - last_log >= cfg.eval.progress_interval_s or len(results) == len(calls):
                 last_log = time.monotonic()
                 log.info("%s: %d/%d calls done in %.0f s", method, len(results), len(calls), last_log - started)
