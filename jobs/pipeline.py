@@ -94,6 +94,8 @@ def run_stage(cfg: PipelineJobConfig, root: Location, config_dir: str, name: str
 
 
 class StageFailed(RuntimeError):
+    """A stage's job returned a non-zero exit code (it has printed why); the pipeline exits with that code."""
+
     def __init__(self, name: str, code: int, path: str):
         self.code = code
         super().__init__(f"stage {name} failed with exit code {code}; its config is {path}")
