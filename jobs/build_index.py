@@ -82,8 +82,8 @@ def build(cfg: BuildIndexJobConfig) -> dict:
 
 def _run(args) -> int:
     cfg = load_job_config(BuildIndexJobConfig, args)
-    if cfg.missing():
-        raise ConfigError(args.config, cfg.missing())
+    if missing := cfg.missing():
+        raise ConfigError(args.config, missing)
     init_ray(cfg.ray)
     try:
         summary = build(cfg)

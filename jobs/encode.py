@@ -84,8 +84,8 @@ class RayRunner:
 
 def _encode(args) -> int:
     cfg = load_job_config(EncodeJobConfig, args, ["output.overwrite=true"] if args.overwrite else [])
-    if cfg.missing():
-        raise ConfigError(args.config, cfg.missing())
+    if missing := cfg.missing():
+        raise ConfigError(args.config, missing)
     runner = RayRunner(cfg)
     try:
         summary = run_encode(cfg, runner.pipeline, runner.submit)

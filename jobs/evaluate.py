@@ -53,8 +53,8 @@ def ray_mapper(cfg: EvaluateJobConfig, index_uri: str):
 
 def _run(args) -> int:
     cfg = load_job_config(EvaluateJobConfig, args)
-    if cfg.missing():
-        raise ConfigError(args.config, cfg.missing())
+    if missing := cfg.missing():
+        raise ConfigError(args.config, missing)
     index = TeranIndex.open(cfg.paths.index, cfg.storage)
     gt = load_ground_truth(cfg.paths.dataset, cfg.paths.split, index, cfg.storage)
     init_ray(cfg.ray)

@@ -61,8 +61,8 @@ def run_encode(cfg: EncodeJobConfig, pipeline: Pipeline, submit: Submit) -> dict
         >>> summary["complete"], summary["sides"]["images"]["finished"]  # doctest: +SKIP
         (True, 3)
     """
-    if cfg.missing():
-        raise ConfigError("EncodeJobConfig", cfg.missing())
+    if missing := cfg.missing():
+        raise ConfigError("EncodeJobConfig", missing)
     started = time.monotonic()
     check = check_dataset(resolve(cfg.input.dataset, cfg.storage))
     spec = ModelSpec.from_section(cfg.model, cfg.storage)
