@@ -10,7 +10,8 @@ folder. Before each size after the first, its wall time and disk are estimated f
 free disk: the reason is printed instead. At the end: one table (N, stage, wall, time per item, peak
 RSS of the driver and of the largest Ray process, PSS of the whole tree, spill), the recall rows
 (exhaustive on a query sample, global-only, two-stage), and the ratios against the targets: time per
-item at the largest N within 1.3x of the smallest for every stage (also as CPU seconds of every process
+item at the largest N within 1.3x of the smallest for every stage (evaluate's items: the collection its
+fixed query sample is scored against; each evaluator's time per query is printed beside it) (also as CPU seconds of every process
 per item, which other load on the machine does not inflate); peak memory at the largest N within 1.5x
 of the size before; no spilling. ``--report scale.json`` prints them again from a finished run.
 """
@@ -18,6 +19,7 @@ of the size before; no spilling. ``--report scale.json`` prints them again from 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -43,7 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--root", help="folder for every run's output (default: a fresh temporary folder)")
     p.add_argument("--feature-dim", type=int, default=256, help="F of the synthetic region features (float16)")
     p.add_argument("--embed-size", type=int, default=128, help="D of every output token")
-    p.add_argument("--checkpoint", default="", help="a trained teran checkpoint (its sizes win); default: an untrained model")
+    p.add_argument("--checkpoint", default="", help="a trained teran checkpoint (its F and D replace --feature-dim and --embed-size); default: an untrained model")
     p.add_argument("--images-per-shard", type=int, default=2000)
     p.add_argument("--queries", type=int, default=50, help="sampled test-split captions that query the whole collection")
     p.add_argument("--image-queries", type=int, default=10, help="sampled test-split images that query it (an exhaustive image "
@@ -55,22 +57,28 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def model_config(args) -> TeranConfig:
-    """The reduced model: reference structure, small widths, one layer each, the first MiniLM layer frozen."""
+    """The checkpoint's config, or the reduced model: reference structure, small widths, one layer each,
+    the first MiniLM layer frozen."""
+    if args.checkpoint:
+        from teran_core.checkpoint import load_checkpoint
+
+        return load_checkpoint(args.checkpoint).config
     return TeranConfig(feat_dim=args.feature_dim, embed_size=args.embed_size, visual_layers=1, joint_layers=1, heads=4,
                        feedforward=2 * args.embed_size, bert_layers=1, fine_tune=False)
 
 
-def pipeline_config(args, n: int, root: str) -> dict:
+def pipeline_config(args, cfg: TeranConfig, n: int, root: str) -> dict:
     return {
         "root": root,
-        "data": {"synth": {"images": n, "seed": 0, "feature_dim": args.feature_dim, "test_images": 1000, "dev_images": 0,
+        "data": {"synth": {"images": n, "seed": 0, "feature_dim": cfg.feat_dim, "test_images": 1000, "dev_images": 0,
                            "images_per_shard": args.images_per_shard}},
-        "model": {"checkpoint": args.checkpoint, "untrained": {k: v for k, v in vars(model_config(args)).items()}},
+        "model": {"checkpoint": args.checkpoint, "untrained": dataclasses.asdict(cfg)},
         "encode": {"batch_size": 256, "actors": 1, "num_gpus": 0, "cpus_per_actor": 0.5, "torch_threads": 2,
                    "precision": "float32", "prepare_batch_size": 256, "progress_interval_s": 60},
-        # HNSW per shard at every N (the index builds one graph per embedding shard): auto would switch the
-        # token parts to IVF above 1M vectors, whose k-means on one sample is an hour on 2 cores at 100K
-        "index": {"use_gpu": False, "hnsw_max": 10**9},
+        # IVF for every part at every N, so sizes compare like with like: nlist ~ 4 sqrt(vectors), shards
+        # share the quantizer and a query is quantized once. (One HNSW graph per embedding shard, auto's
+        # choice up to 1M vectors, costs a query N / images_per_shard graph searches.)
+        "index": {"use_gpu": False, "flat_max": 0, "hnsw_max": 0},
         # a query sample against the whole collection; embeddings stay on disk (in RAM they would grow with N)
         "eval": {"protocol": "all", "queries": args.queries, "image_queries": args.image_queries, "actors": 1, "k_sweep": [100], "latency_queries": 20,
                  "in_memory": False, "max_exhaustive_pairs": 10**10},
@@ -79,11 +87,11 @@ def pipeline_config(args, n: int, root: str) -> dict:
     }
 
 
-def run_size(args, n: int, root: Path) -> dict:
+def run_size(args, cfg: TeranConfig, n: int, root: Path) -> dict:
     """One pipeline job in a child process; its summary.json, with the disk it used."""
     out = root / f"n{n}"
     path = root / f"n{n}.yaml"
-    path.write_text("# teran pipeline --config " + str(path) + "\n" + yaml.safe_dump(pipeline_config(args, n, str(out)), sort_keys=False))
+    path.write_text("# teran pipeline --config " + str(path) + "\n" + yaml.safe_dump(pipeline_config(args, cfg, n, str(out)), sort_keys=False))
     log = root / f"n{n}.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     with open(log, "w") as f:
@@ -122,6 +130,13 @@ def stages_wall(summary: dict) -> float:
     return sum(s["wall_s"] for s in summary["stages"].values())
 
 
+def per_item_basis(summary: dict, stage: str) -> dict:
+    """A stage's measurements with the items its cost is proportional to: evaluate scores a fixed query
+    sample against the whole collection, so its items are the collection's (encode's images + captions)."""
+    row = summary["stages"][stage]
+    return {**row, "items": summary["stages"]["encode"]["items"]} if stage == "evaluate" else row
+
+
 def mib(n) -> str:
     return "?" if n is None else f"{n / 2**20:.0f}"
 
@@ -153,7 +168,7 @@ def print_ratios(runs: dict[int, dict]) -> None:
     small, before, large = sizes[0], sizes[-2], sizes[-1]
     print(f"\nratios (targets: time per item at N={large:,} <= 1.3 x N={small:,}; peak memory at N={large:,} <= 1.5 x N={before:,}; no spill)")
     for name in runs[large]["stages"]:
-        a, b = runs[small]["stages"][name], runs[large]["stages"][name]
+        a, b = (per_item_basis(runs[n], name) for n in (small, large))
         if a["items"] and b["items"]:
             ratio = (b["wall_s"] / b["items"]) / (a["wall_s"] / a["items"])
             cpu = (b["cpu_s"] / b["items"]) / (a["cpu_s"] / a["items"]) if a["cpu_s"] else float("nan")
@@ -164,6 +179,10 @@ def print_ratios(runs: dict[int, dict]) -> None:
         memory = {"driver": (p["driver_rss_peak"], q["driver_rss_peak"]), "largest Ray process": (p["largest_process"][1], q["largest_process"][1]),
                   "tree PSS": (p["tree_pss_peak"], q["tree_pss_peak"])}
         print("   memory " + ", ".join(f"{what} {y / x:4.2f}{'' if y <= 1.5 * x else ' MISSED'}" for what, (x, y) in memory.items() if x))
+    print(f"  query latency at N={large:,} / N={small:,} (collection x{large / small:g}; exhaustive grows with it, an index should not):")
+    for name, seconds in runs[large]["evaluator_s"].items():
+        a, b = (runs[n]["evaluator_s"][name] / sum(runs[n]["queries"].values()) for n in (small, large))
+        print(f"    {name:<12} {1000 * a:8.1f} -> {1000 * b:8.1f} ms/query  x{b / a:.2f}")
     spill = {n: sum(s["spilled_bytes"] or 0 for s in r["stages"].values()) for n, r in runs.items()}
     unknown = [n for n, r in runs.items() if any(s["spilled_bytes"] is None for s in r["stages"].values())]
     print(f"  spilled bytes per N: {spill}" + (f" (not measured for N in {unknown})" if unknown else "") +
@@ -183,10 +202,10 @@ def main(argv=None) -> int:
     from teran_core.model.teran import TERAN
 
     params = sum(p.numel() for p in TERAN(cfg).parameters())
-    print(f"sizes: N images x 5 captions, F = {args.feature_dim} float16 region features (<= 36 regions), images per shard "
+    print(f"sizes: N images x 5 captions, F = {cfg.feat_dim} float16 region features (<= 36 regions), images per shard "
           f"{args.images_per_shard}; model {'from ' + args.checkpoint if args.checkpoint else 'untrained'}: D = {cfg.embed_size}, "
           f"{cfg.visual_layers} region layer + {cfg.joint_layers} joint layer(s), feed-forward {cfg.feedforward}, text backbone "
-          f"the first {cfg.bert_layers} layer of all-MiniLM-L6-v2 (frozen), {params / 1e6:.1f} M parameters; "
+          f"the first {cfg.bert_layers} layer(s) of all-MiniLM-L6-v2 ({'fine-tuned' if cfg.fine_tune else 'frozen'}), {params / 1e6:.1f} M parameters; "
           f"{args.queries} caption + {args.image_queries} image queries from the 1K test split; {os.cpu_count()} cores, "
           f"Ray object store 1 GiB; output under {root}; load average {os.getloadavg()[0]:.1f}", flush=True)
     runs: dict[int, dict] = {}
@@ -197,7 +216,7 @@ def main(argv=None) -> int:
                 print(f"N={n:,} not started: {reason}", flush=True)
                 break
         started = time.time()
-        runs[n] = run_size(args, n, root)
+        runs[n] = run_size(args, cfg, n, root)
         print(f"N={n:,}: {stages_wall(runs[n]):.0f} s, {runs[n]['disk_bytes'] / 2**30:.2f} GiB on disk, "
               f"load average {os.getloadavg()[0]:.1f} at the end (started {time.strftime('%H:%M', time.gmtime(started))} UTC)", flush=True)
     print_table(runs)

@@ -3,6 +3,11 @@
 The merge is exact: each shard's top-k contains every member of the global top-k that lives in
 that shard. The same :func:`merge_topk` merges results of shard groups searched in separate
 processes (Ray tasks) at collection scale.
+
+IVF shards are clones of one trained index, so they share the coarse quantizer: a query batch is
+quantized once and every shard scans only the chosen lists (FAISS's ``search_preassigned``, as
+``IndexShardsIVF`` does). Quantizing once per shard instead would make a query's cost grow with
+the number of shards, i.e. linearly with the collection.
 """
 
 from __future__ import annotations
@@ -92,8 +97,6 @@ class ShardedIndex:
     def _params(self, k: int):
         import faiss
 
-        if self.nprobe:
-            return faiss.SearchParametersIVF(nprobe=self.nprobe)
         if self.ef_search:
             return faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
         return None
@@ -115,6 +118,23 @@ class ShardedIndex:
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(f"queries of shape {queries.shape}, expected (Q, {self.dim}) for index part {self.manifest['name']}")
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.nprobe:
+            return merge_topk(self._search_ivf(queries, k), k)
         params = self._params(k)
         results = [shard.search(queries, k, params=params) if params else shard.search(queries, k) for shard in self.shards]
         return merge_topk(results, k)
+
+    def _search_ivf(self, queries: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per-shard top-k of IVF shards that share one coarse quantization of the queries."""
+        import faiss
+        from faiss.contrib.ivf_tools import search_preassigned
+
+        first = self.shards[0]
+        rotated = queries
+        if isinstance(first, faiss.IndexPreTransform):  # OPQ: lists are chosen in the rotated space
+            rotated = faiss.downcast_VectorTransform(first.chain.at(0)).apply(queries)
+        quantizer = faiss.extract_index_ivf(first).quantizer
+        coarse_scores, lists = quantizer.search(rotated, self.nprobe)  # (Q, nprobe) each
+        for shard in self.shards:
+            faiss.extract_index_ivf(shard).nprobe = self.nprobe
+        return [search_preassigned(shard, queries, k, lists, coarse_scores) for shard in self.shards]

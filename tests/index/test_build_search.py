@@ -75,6 +75,23 @@ def test_ivf_shards_share_the_trained_quantizer(tmp_path, make_side):
     np.testing.assert_array_equal(sharded.search(queries, 10)[1], single.search(queries, 10)[1])
 
 
+def test_opq_pq_shards_rank_as_one_unsharded_index(tmp_path, make_side):
+    # the coarse lists must be chosen on the OPQ-rotated queries, as the unsharded index chooses them
+    emb, tokens, _ = make_side(resolve(str(tmp_path)).join("images"), "images", [150, 120, 130], dim=8)
+    root = resolve(str(tmp_path / "opq"))
+    build_part(emb, PartSpec("images", "global"), choose_index(len(emb), 8, BUDGET, factory="OPQ4_8,IVF8,PQ4x4"), root)
+    queries = tokens[:20, 0] + 0.05
+    sharded = ShardedIndex.open(root)
+    sharded.nprobe = 2
+    single = faiss.clone_index(read_faiss(root.join("trained.faiss")))
+    single.add_with_ids(tokens[:, 0], np.arange(400))
+    faiss.extract_index_ivf(single).nprobe = 2
+    got_scores, got_ids = sharded.search(queries, 10)
+    want_scores, want_ids = single.search(queries, 10)
+    np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5)
+    np.testing.assert_array_equal(got_ids[:, 0], want_ids[:, 0])
+
+
 @pytest.mark.integration
 def test_index_round_trips_through_storage(storage_root, make_side):
     emb, tokens, _ = make_side(storage_root.join("emb", "images"), "images", [10, 10], dim=8)
