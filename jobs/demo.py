@@ -52,7 +52,7 @@ def run(cfg: DemoJobConfig) -> int:
             print(f"{PROG}: error: step {step} failed with exit code {code}; its config is {path}", file=sys.stderr)
             return code
     results = {name: json.loads(root.join("eval", name, "results.json").read_text()) for name in MODELS}
-    notes = [f"{name}: {what}" for name, (what, _) in MODELS.items()] + [
+    notes = [f"{name}: {model.what}, ranked by {', '.join(model.evaluators)}" for name, model in MODELS.items()] + [
         f"test split: {cfg.data.test_images} images x 5 captions with hard negatives (images sharing objects, "
         "differing in attributes and layout); 1,000 caption and 250 image queries (seeded sample), each ranking "
         "the whole split as the reference's 1K test sets do; recalls in percent",

@@ -9,19 +9,31 @@ so each can be rerun or inspected alone.
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 from teran_core.config import RayConfig, knob
 from teran_core.model.config import TeranConfig
 from teran_core.storage import StorageConfig
 
-__all__ = ["DemoJobConfig", "MODELS", "step_configs", "comparison_rows", "comparison_markdown"]
+__all__ = ["DemoModel", "DemoJobConfig", "MODELS", "step_configs", "comparison_rows", "comparison_markdown"]
 
-# model name -> (what it is, the loss weights it trains with)
+
+class DemoModel(NamedTuple):
+    what: str
+    loss_weights: dict | None  # None: not trained
+    evaluators: tuple[str, ...]  # how its rankings are made: each model is scored the way it was trained to score
+
+
 MODELS = {
-    "teran": ("TERAN, trained (MrSw alignment loss)", {"alignment_weight": 1.0, "matching_weight": 0.0}),
-    "global-only": ("global-only model, same budget (matching loss on slot 0)", {"alignment_weight": 0.0, "matching_weight": 1.0}),
-    "untrained": ("TERAN, untrained (random heads, pretrained backbone)", None),
+    "teran": DemoModel("TERAN, trained (MrSw alignment loss)", {"alignment_weight": 1.0, "matching_weight": 0.0},
+                       ("exhaustive", "global", "two-stage")),
+    # its word-region alignment was never trained: it ranks by slot 0 alone
+    "global-only": DemoModel("global-only model, same budget (matching loss on slot 0)",
+                             {"alignment_weight": 0.0, "matching_weight": 1.0}, ("global",)),
+    # chance either way; two-stage would re-rank candidates with the same random scores
+    "untrained": DemoModel("TERAN, untrained (random heads, pretrained backbone)", None, ("exhaustive", "global")),
 }
+GLOBAL_PARTS, TOKEN_PARTS = ["images-global", "captions-global"], ["images-regions", "captions-words"]
 
 
 @dataclasses.dataclass
@@ -89,10 +101,10 @@ def step_configs(cfg: DemoJobConfig) -> dict[str, dict]:
         "synth": {"synth": synth, "output": {"uri": _join(root, "dataset"), "overwrite": True}, **common},
         "synth-test": {"synth": test_only, "output": {"uri": _join(root, "test-dataset"), "overwrite": True}, **common},
     }
-    for name, (_, weights) in MODELS.items():
-        if weights is not None:
+    for name, model in MODELS.items():
+        if model.loss_weights is not None:
             steps[f"train-{name}"] = {
-                "model": dict(dataclasses.asdict(cfg.model), **weights),
+                "model": dict(dataclasses.asdict(cfg.model), **model.loss_weights),
                 "data": {"dataset": _join(root, "dataset"), "dev_images": t.dev_images, "materialize": True},
                 "optim": {"lr": t.global_only_lr if name == "global-only" else t.lr, "epochs": t.epochs, "batch_size": t.batch_size, "lr_step_epochs": max(t.epochs, 1),
                           "cache_backbone_mb": t.cache_backbone_mb},
@@ -108,14 +120,15 @@ def step_configs(cfg: DemoJobConfig) -> dict[str, dict]:
                        "cpus_per_actor": 0.5, "precision": "float32", "progress_interval_s": 20},
             **common,
         }
+        parts = GLOBAL_PARTS + (TOKEN_PARTS if "two-stage" in model.evaluators else [])  # token parts serve two-stage only
         steps[f"build-index-{name}"] = {"paths": {"embeddings": emb, "index": index, "overwrite": True},
-                                        "index": {"use_gpu": False}, **common}
+                                        "index": {"use_gpu": False, "parts": parts}, **common}
         steps[f"evaluate-{name}"] = {
             "paths": {"dataset": _join(root, "test-dataset"), "split": "test", "index": index, "output": _join(root, "eval", name)},
             # the 1K test split scored at once, as the reference's 1K-image test sets; K' = 10% of it
             # recall of 1,000 caption and 250 image queries (seeded sample) against the whole split, at K'
             # only: two-stage over all 6,000 queries and a K' sweep would take most of the demo's 10 minutes
-            "eval": {"protocol": "all", "actors": 1, "latency_queries": 20, "k_sweep": [], "queries": 1000,
+            "eval": {"protocol": "all", "evaluators": list(model.evaluators), "actors": 1, "latency_queries": 20, "k_sweep": [], "queries": 1000,
                      "image_queries": 250,
                      "in_memory": True},  # a 1K collection fits in RAM: no parquet reads per query batch
             # masked: the semantics the models are trained with; the reference's 0-fill favours the

@@ -26,8 +26,8 @@ def test_demo_runs_on_the_s3_store(s3_server, s3_root):
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert f"[demo] report: {root.join('report.md').uri}" in result.stdout
     report = root.join("report.md").read_text()
-    for name in MODELS:
-        for evaluator in ("exhaustive", "global", "two-stage"):
+    for name, model in MODELS.items():
+        for evaluator in model.evaluators:
             assert f"| {name} | {evaluator} |" in report
         results = json.loads(root.join("eval", name, "results.json").read_text())
         assert results["collection"] == {"images": 64, "captions": 320}
