@@ -97,6 +97,8 @@ class ShardedIndex:
     def _params(self, k: int):
         import faiss
 
+        if self.nprobe:
+            return faiss.SearchParametersIVF(nprobe=self.nprobe)
         if self.ef_search:
             return faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
         return None
@@ -114,11 +116,13 @@ class ShardedIndex:
         Raises:
             ValueError: queries are not (Q, D) with this index's D.
         """
+        import faiss
+
         queries = np.asarray(queries)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(f"queries of shape {queries.shape}, expected (Q, {self.dim}) for index part {self.manifest['name']}")
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if self.nprobe:
+        if self.nprobe and faiss.try_extract_index_ivf(self.shards[0]) is not None:  # CPU IVF shards
             return merge_topk(self._search_ivf(queries, k), k)
         params = self._params(k)
         results = [shard.search(queries, k, params=params) if params else shard.search(queries, k) for shard in self.shards]
