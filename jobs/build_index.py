@@ -43,7 +43,9 @@ def add_task(emb, shard, spec, trained, part_root, threads):
     return build_shard(emb, shard, spec, deserialize(trained), part_root)  # rewrites the same file on retry
 
 
-@ray.remote(num_cpus=0, max_retries=2)
+# a quarter CPU: id maps are light and overlap training, but num_cpus=0 would start one worker process
+# per shard at once (measured: 400 shards, 71 processes and 11.7 GiB PSS against 17 and 2.3 GiB)
+@ray.remote(num_cpus=0.25, max_retries=2)
 def ids_task(emb, shard, root):
     return write_side_ids(emb, shard, root)
 
