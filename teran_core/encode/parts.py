@@ -33,7 +33,8 @@ RESULT_SCHEMA = pa.schema([
 
 
 def _encoder_stats(encoded: pa.Table) -> list[dict]:
-    stats = encoded.group_by("encoder").aggregate([("encode_s", "sum"), ("encode_s", "count")])
+    # one thread: a threaded float sum is added up in any order, and a retried write task must report the same
+    stats = encoded.group_by("encoder", use_threads=False).aggregate([("encode_s", "sum"), ("encode_s", "count")])
     return [{"name": s["encoder"], "items": s["encode_s_count"], "seconds": s["encode_s_sum"]} for s in stats.to_pylist()]
 
 
