@@ -10,9 +10,9 @@ folder. Before each size after the first, its wall time and disk are estimated f
 free disk: the reason is printed instead. At the end: one table (N, stage, wall, time per item, peak
 RSS of the driver and of the largest Ray process, PSS of the whole tree, spill), the recall rows
 (exhaustive on a query sample, global-only, two-stage), and the ratios against the targets: time per
-item at the largest N within 1.3x of the smallest for every stage (evaluate's items: the collection its
-fixed query sample is scored against; each evaluator's time per query is printed beside it) (also as CPU seconds of every process
-per item, which other load on the machine does not inflate); peak memory at the largest N within 1.5x
+item at the largest N within 1.3x of the smallest for every stage, also as CPU seconds of every process
+per item, which other load on the machine does not inflate (evaluate's items: the collection its fixed
+query sample is scored against; each evaluator's time per query is printed after the ratios); peak memory at the largest N within 1.5x
 of the size before; no spilling. ``--report scale.json`` prints them again from a finished run.
 """
 
@@ -56,15 +56,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def model_config(args) -> TeranConfig:
-    """The checkpoint's config, or the reduced model: reference structure, small widths, one layer each,
+def benchmark_model(args):
+    """The checkpoint's model, or the reduced one: reference structure, small widths, one layer each,
     the first MiniLM layer frozen."""
     if args.checkpoint:
         from teran_core.checkpoint import load_checkpoint
 
-        return load_checkpoint(args.checkpoint).config
-    return TeranConfig(feat_dim=args.feature_dim, embed_size=args.embed_size, visual_layers=1, joint_layers=1, heads=4,
-                       feedforward=2 * args.embed_size, bert_layers=1, fine_tune=False)
+        return load_checkpoint(args.checkpoint)
+    from teran_core.model.teran import TERAN
+
+    return TERAN(TeranConfig(feat_dim=args.feature_dim, embed_size=args.embed_size, visual_layers=1, joint_layers=1, heads=4,
+                             feedforward=2 * args.embed_size, bert_layers=1, fine_tune=False))
 
 
 def pipeline_config(args, cfg: TeranConfig, n: int, root: str) -> dict:
@@ -180,7 +182,7 @@ def print_ratios(runs: dict[int, dict]) -> None:
                   "tree PSS": (p["tree_pss_peak"], q["tree_pss_peak"])}
         print("   memory " + ", ".join(f"{what} {y / x:4.2f}{'' if y <= 1.5 * x else ' MISSED'}" for what, (x, y) in memory.items() if x))
     print(f"  query latency at N={large:,} / N={small:,} (collection x{large / small:g}; exhaustive grows with it, an index should not):")
-    for name, seconds in runs[large]["evaluator_s"].items():
+    for name in runs[large]["evaluator_s"]:
         a, b = (runs[n]["evaluator_s"][name] / sum(runs[n]["queries"].values()) for n in (small, large))
         print(f"    {name:<12} {1000 * a:8.1f} -> {1000 * b:8.1f} ms/query  x{b / a:.2f}")
     spill = {n: sum(s["spilled_bytes"] or 0 for s in r["stages"].values()) for n, r in runs.items()}
@@ -198,10 +200,9 @@ def main(argv=None) -> int:
         return 0
     root = Path(args.root or tempfile.mkdtemp(prefix="teran-scale-"))
     root.mkdir(parents=True, exist_ok=True)
-    cfg = model_config(args)
-    from teran_core.model.teran import TERAN
-
-    params = sum(p.numel() for p in TERAN(cfg).parameters())
+    model = benchmark_model(args)
+    cfg, params = model.config, sum(p.numel() for p in model.parameters())
+    del model  # only its config and size are needed here: each size's pipeline loads it again
     print(f"sizes: N images x 5 captions, F = {cfg.feat_dim} float16 region features (<= 36 regions), images per shard "
           f"{args.images_per_shard}; model {'from ' + args.checkpoint if args.checkpoint else 'untrained'}: D = {cfg.embed_size}, "
           f"{cfg.visual_layers} region layer + {cfg.joint_layers} joint layer(s), feed-forward {cfg.feedforward}, text backbone "

@@ -103,10 +103,11 @@ def step_configs(cfg: DemoJobConfig) -> dict[str, dict]:
     }
     for name, model in MODELS.items():
         if model.loss_weights is not None:
+            lr = t.global_only_lr if name == "global-only" else t.lr  # each trained model at its best rate for the budget
             steps[f"train-{name}"] = {
                 "model": dict(dataclasses.asdict(cfg.model), **model.loss_weights),
                 "data": {"dataset": _join(root, "dataset"), "dev_images": t.dev_images, "materialize": True},
-                "optim": {"lr": t.global_only_lr if name == "global-only" else t.lr, "epochs": t.epochs, "batch_size": t.batch_size, "lr_step_epochs": max(t.epochs, 1),
+                "optim": {"lr": lr, "epochs": t.epochs, "batch_size": t.batch_size, "lr_step_epochs": max(t.epochs, 1),
                           "cache_backbone_mb": t.cache_backbone_mb},
                 "run": {"name": f"demo-{name}", "storage_path": _join(root, "runs"), "export": _join(root, "models", name),
                         "log_every_s": 20.0},
