@@ -13,7 +13,9 @@ RSS of the driver and of the largest Ray process, PSS of the whole tree, spill),
 item at the largest N within 1.3x of the smallest for every stage, also as CPU seconds of every process
 per item, which other load on the machine does not inflate (evaluate's items: the collection its fixed
 query sample is scored against; each evaluator's time per query is printed after the ratios); peak memory at the largest N within 1.5x
-of the size before; no spilling. ``--report scale.json`` prints them again from a finished run.
+of the size before, for the driver and the largest Ray process (the PSS of all processes together is
+printed beside them: it includes the index pages the searchers map, which grow with the collection on
+one machine); no spilling. ``--report scale.json`` prints them again from a finished run.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--queries", type=int, default=50, help="sampled test-split captions that query the whole collection")
     p.add_argument("--image-queries", type=int, default=10, help="sampled test-split images that query it (an exhaustive image "
                    "query scores 5N captions, a caption query N images)")
+    p.add_argument("--searcher-max-mb", type=int, default=512, help="index MiB per searcher actor (eval.searcher_max_bytes): "
+                   "the index is spread over more searchers as it grows, so no process holds more than this of it")
     p.add_argument("--time-budget-s", type=float, default=3600, help="do not start a size whose estimated wall time exceeds this")
     p.add_argument("--keep", action="store_true", help="keep each size's output (default: removed after its summary is read)")
     p.add_argument("--report", help="print the tables and ratios of an earlier run's scale.json, run nothing")
@@ -83,7 +87,7 @@ def pipeline_config(args, cfg: TeranConfig, n: int, root: str) -> dict:
         "index": {"use_gpu": False, "flat_max": 0, "hnsw_max": 0},
         # a query sample against the whole collection; embeddings stay on disk (in RAM they would grow with N)
         "eval": {"protocol": "all", "queries": args.queries, "image_queries": args.image_queries, "actors": 1, "k_sweep": [100], "latency_queries": 20,
-                 "in_memory": False, "max_exhaustive_pairs": 10**10},
+                 "in_memory": False, "max_exhaustive_pairs": 10**10, "searcher_max_bytes": args.searcher_max_mb * 2**20},
         "two_stage": {"k_candidates": 100, "padding": "masked"},
         "ray": {"num_cpus": os.cpu_count(), "object_store_memory_mb": 1024},
     }
@@ -178,9 +182,10 @@ def print_ratios(runs: dict[int, dict]) -> None:
         else:
             print(f"  {name:<12} time per item     -                            ", end="")
         p, q = runs[before]["stages"][name], runs[large]["stages"][name]
-        memory = {"driver": (p["driver_rss_peak"], q["driver_rss_peak"]), "largest Ray process": (p["largest_process"][1], q["largest_process"][1]),
-                  "tree PSS": (p["tree_pss_peak"], q["tree_pss_peak"])}
-        print("   memory " + ", ".join(f"{what} {y / x:4.2f}{'' if y <= 1.5 * x else ' MISSED'}" for what, (x, y) in memory.items() if x))
+        memory = {"driver": (p["driver_rss_peak"], q["driver_rss_peak"]), "largest Ray process": (p["largest_process"][1], q["largest_process"][1])}
+        tree = q["tree_pss_peak"] / p["tree_pss_peak"] if p["tree_pss_peak"] else float("nan")
+        print("   memory " + ", ".join(f"{what} {y / x:4.2f}{' ok' if y <= 1.5 * x else ' MISSED'}" for what, (x, y) in memory.items() if x)
+              + f" (all processes' PSS {tree:4.2f})")
     print(f"  query latency at N={large:,} / N={small:,} (collection x{large / small:g}; exhaustive grows with it, an index should not):")
     for name in runs[large]["evaluator_s"]:
         a, b = (runs[n]["evaluator_s"][name] / sum(runs[n]["queries"].values()) for n in (small, large))

@@ -3,8 +3,10 @@
     python -m jobs.evaluate --config configs/evaluate.yaml paths.dataset=... paths.index=... paths.output=...
     ray job submit --working-dir . -- python -m jobs.evaluate --config configs/evaluate.yaml ...
 
-Each actor holds the index and the embedding stores (``teran_core.recall.CollectionEvaluator``);
-the driver maps query chunks over the actors and writes results.json, report.md and the plots.
+Each evaluator actor holds the embedding stores (``teran_core.recall.CollectionEvaluator``); the
+index is spread over searcher actors holding at most ``eval.searcher_max_bytes`` of it each
+(``teran_core.index.groups``), whose top-k the evaluators merge. The driver maps query chunks over
+the evaluators and writes results.json, report.md and the plots.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ray.util import ActorPool
 from jobs.common import init_ray, job_parser, load_job_config, run_main
 from teran_core.config import ConfigError
 from teran_core.index.catalog import TeranIndex
+from teran_core.index.groups import FanOutIndex, ShardGroupSearcher, shard_groups
 from teran_core.recall import CollectionEvaluator, EvaluateJobConfig, evaluate_collection, evaluate_protocol, load_ground_truth
 from teran_core.recall.run import report_config
 from teran_core.report import markdown_report, write_report
@@ -28,10 +31,59 @@ PROG = "teran evaluate"
 log = logging.getLogger("teran.evaluate")
 
 
-def ray_mapper(cfg: EvaluateJobConfig, index_uri: str):
+class FanOutEvaluator(CollectionEvaluator):
+    """A :class:`CollectionEvaluator` whose index parts are searched by searcher actors (``holders``:
+    part name -> the searchers holding its shards), their top-k merged here."""
+
+    def __init__(self, index_uri: str, two_stage, storage, in_memory: bool, holders: dict[str, list]):
+        index = TeranIndex.open(index_uri, storage)
+
+        def gather(part: str, searchers: list):
+            def search_groups(queries, k: int) -> list:
+                shared = ray.put(queries)  # one copy for every searcher
+                return ray.get([s.search.remote(part, shared, k) for s in searchers])
+
+            return search_groups
+
+        parts = {part: FanOutIndex(index.part_manifest(part), gather(part, searchers)) for part, searchers in holders.items()}
+        super().__init__(index, two_stage, storage, in_memory, parts=parts)
+
+
+def start_searchers(cfg: EvaluateJobConfig, index: TeranIndex, source: str) -> dict[str, list]:
+    """One searcher actor per shard group of at most ``eval.searcher_max_bytes``, started and opened;
+    returns, per part, the searchers holding its shards."""
+    groups = shard_groups(index, cfg.eval.searcher_max_bytes)
+    actor = ray.remote(ShardGroupSearcher).options(num_cpus=cfg.eval.searcher_cpus, scheduling_strategy="SPREAD",
+                                                   max_restarts=1, max_task_retries=1)
+    searchers = [actor.remote(index.root.uri, group, cfg.storage) for group in groups]
+    opened = [s.vectors.remote() for s in searchers]
+    _, late = ray.wait(opened, num_returns=len(opened), timeout=cfg.eval.searcher_start_timeout_s)
+    if late:
+        raise ConfigError(source, [
+            f"{len(late)} of {len(searchers)} searcher actors did not start within eval.searcher_start_timeout_s="
+            f"{cfg.eval.searcher_start_timeout_s:g} s; the cluster has {ray.cluster_resources().get('CPU', 0):g} CPUs and the job asks "
+            f"{cfg.eval.actors} x eval.actor_cpus={cfg.eval.actor_cpus:g} + {len(searchers)} x eval.searcher_cpus={cfg.eval.searcher_cpus:g}: "
+            f"lower them, or raise eval.searcher_max_bytes for fewer searchers"])
+    vectors = ray.get(opened)
+    log.info("index spread over %d searcher actors of at most %d bytes (eval.searcher_max_bytes): %d to %d vectors each",
+             len(searchers), cfg.eval.searcher_max_bytes, min(vectors), max(vectors))
+    holders: dict[str, list] = {}
+    for group, searcher in zip(groups, searchers):
+        for part in group:
+            holders.setdefault(part, []).append(searcher)
+    return holders
+
+
+def ray_mapper(cfg: EvaluateJobConfig, index: TeranIndex, source: str):
     """Runs evaluator calls on a pool of actors, results in call order, logging progress as they finish."""
-    actor = ray.remote(CollectionEvaluator).options(num_cpus=cfg.eval.actor_cpus, max_restarts=1, max_task_retries=1)
-    pool = ActorPool([actor.remote(index_uri, cfg.two_stage, cfg.storage, cfg.eval.in_memory) for _ in range(cfg.eval.actors)])
+    options = {"num_cpus": cfg.eval.actor_cpus, "max_restarts": 1, "max_task_retries": 1}
+    args = (index.root.uri, cfg.two_stage, cfg.storage, cfg.eval.in_memory)
+    if cfg.eval.searcher_max_bytes:
+        actor = ray.remote(FanOutEvaluator).options(**options)
+        args = (*args, start_searchers(cfg, index, source))
+    else:
+        actor = ray.remote(CollectionEvaluator).options(**options)
+    pool = ActorPool([actor.remote(*args) for _ in range(cfg.eval.actors)])
 
     def mapper(method: str, calls: list) -> list:
         started = last_log = time.monotonic()
@@ -58,7 +110,7 @@ def _run(args) -> int:
     index = TeranIndex.open(cfg.paths.index, cfg.storage)
     gt = load_ground_truth(cfg.paths.dataset, cfg.paths.split, index, cfg.storage)
     init_ray(cfg.ray)
-    mapper = ray_mapper(cfg, index.root.uri)
+    mapper = ray_mapper(cfg, index, args.config)
     sizes = {side: index.manifest["sides"][side]["items"] for side in ("images", "captions")}
     protocol = evaluate_protocol(cfg.eval, gt, mapper) if "exhaustive" in cfg.eval.evaluators else None
     results = evaluate_collection(cfg.eval, cfg.two_stage, gt, sizes, mapper, protocol)

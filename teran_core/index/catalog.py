@@ -96,10 +96,18 @@ class TeranIndex:
     def part_names(self) -> list[str]:
         return sorted(self.manifest["parts"])
 
-    def part(self, name: str, *, mmap: bool = True, use_gpu: bool = False) -> ShardedIndex:
+    def _check_part(self, name: str) -> None:
         if name not in self.manifest["parts"]:
             raise KeyError(f"{self.root.uri} has no index part {name!r}; it has {self.part_names}")
+
+    def part(self, name: str, *, mmap: bool = True, use_gpu: bool = False) -> ShardedIndex:
+        self._check_part(name)
         return ShardedIndex.open(self.root.join(name), mmap=mmap, use_gpu=use_gpu)
+
+    def part_manifest(self, name: str) -> dict:
+        """A part's part.json: factory, dim, nprobe and its shards (name, source, ntotal)."""
+        self._check_part(name)
+        return json.loads(self.root.join(name, "part.json").read_text())
 
     def parts(self, **kwargs) -> dict[str, ShardedIndex]:
         return {name: self.part(name, **kwargs) for name in self.part_names}

@@ -21,7 +21,7 @@ from teran_core.index.factory import gpu_count
 from teran_core.index.layout import read_faiss
 from teran_core.storage import Location
 
-__all__ = ["ShardedIndex", "merge_topk"]
+__all__ = ["ShardedIndex", "check_queries", "merge_topk"]
 
 
 def merge_topk(results: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -43,6 +43,14 @@ def merge_topk(results: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tupl
         heap.add_result(np.ascontiguousarray(scores, np.float32), np.ascontiguousarray(ids, np.int64))
     heap.finalize()
     return heap.D, heap.I
+
+
+def check_queries(queries, dim: int, part: str) -> np.ndarray:
+    """``queries`` as a contiguous (Q, dim) float32 array; ValueError naming the part if the shape is wrong."""
+    queries = np.asarray(queries)
+    if queries.ndim != 2 or queries.shape[1] != dim:
+        raise ValueError(f"queries of shape {queries.shape}, expected (Q, {dim}) for index part {part}")
+    return np.ascontiguousarray(queries, dtype=np.float32)
 
 
 class ShardedIndex:
@@ -118,10 +126,7 @@ class ShardedIndex:
         """
         import faiss
 
-        queries = np.asarray(queries)
-        if queries.ndim != 2 or queries.shape[1] != self.dim:
-            raise ValueError(f"queries of shape {queries.shape}, expected (Q, {self.dim}) for index part {self.manifest['name']}")
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        queries = check_queries(queries, self.dim, self.manifest["name"])
         if self.nprobe and faiss.try_extract_index_ivf(self.shards[0]) is not None:  # CPU IVF shards
             return merge_topk(self._search_ivf(queries, k), k)
         params = self._params(k)

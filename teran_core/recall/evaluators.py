@@ -43,17 +43,19 @@ class CollectionEvaluator:
         storage: object-store settings for a URI.
         in_memory: load both embedding sides into RAM (else fetch from the shards, batched by shard).
         block_items: collection items per exhaustive scoring block.
+        parts: the index parts to search, by name (e.g. :class:`~teran_core.index.groups.FanOutIndex`
+            over searcher actors); None opens every part in this process.
     """
 
     def __init__(self, index: TeranIndex | str, two_stage: TwoStageConfig, storage: StorageConfig | None = None,
-                 in_memory: bool = False, block_items: int = 4096):
+                 in_memory: bool = False, block_items: int = 4096, parts: dict | None = None):
         self.index = TeranIndex.open(index, storage) if isinstance(index, str) else index
         sides = {side: self.index.embeddings(side) for side in ("images", "captions")}
         self.stores = {side: emb.load() if in_memory else emb for side, emb in sides.items()}
         self.sizes = {side: len(emb) for side, emb in sides.items()}
         self.config = two_stage
         self.block_items = block_items
-        self.parts = self.index.parts()
+        self.parts = self.index.parts() if parts is None else parts
 
     def _score(self, query_side: str, queries: TokenSet, others: TokenSet) -> np.ndarray:
         """(Q, n) exact scores of queries against other-side items."""

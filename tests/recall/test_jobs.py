@@ -1,6 +1,7 @@
 """The build-index and evaluate jobs end to end on real Ray, a real dataset split and real storage."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -36,7 +37,7 @@ def storage_args(root):
 
 @pytest.mark.integration
 @pytest.mark.timeout(300)
-def test_build_index_then_evaluate(ray_session, storage_root, capsys):
+def test_build_index_then_evaluate(ray_session, storage_root, capsys, caplog):
     dataset, emb, index, out = (storage_root.join(p) for p in ("data", "emb", "index", "eval"))
     generate_dataset(SynthConfig(images=24, feature_dim=4, group_size=2, test_images=20, dev_images=0), dataset)
     n_images, n_captions = embed_split(dataset, emb)
@@ -54,11 +55,22 @@ def test_build_index_then_evaluate(ray_session, storage_root, capsys):
     assert build_index.main(build) == 2  # a finished index is not overwritten by accident
     assert "already holds a finished index" in capsys.readouterr().err
 
-    assert evaluate.main([
-        "--config", "configs/evaluate.yaml", f"paths.dataset={dataset.uri}", f"paths.index={index.uri}",
-        f"paths.output={out.uri}", "eval.protocol=all", "eval.k_sweep=[5,20]", "eval.actor_cpus=0.5",
-        "eval.latency_queries=3", "two_stage.k_candidates=20", *common]) == 0
-    results = json.loads(out.join("results.json").read_text())
+    def run_evaluate(output, *overrides):
+        assert evaluate.main([
+            "--config", "configs/evaluate.yaml", f"paths.dataset={dataset.uri}", f"paths.index={index.uri}",
+            f"paths.output={output.uri}", "eval.protocol=all", "eval.k_sweep=[5,20]", "eval.actor_cpus=0.5",
+            "eval.latency_queries=3", "two_stage.k_candidates=20", *overrides, *common]) == 0
+        return json.loads(output.join("results.json").read_text())
+
+    # every shard on its own searcher actor (8), against evaluators that map the whole index themselves
+    caplog.set_level(logging.INFO, logger="teran.evaluate")
+    results = run_evaluate(out, "eval.searcher_max_bytes=1")
+    assert "index spread over 8 searcher actors" in caplog.text
+    whole = run_evaluate(storage_root.join("eval-whole"), "eval.searcher_max_bytes=0")
+    for name, result in whole["evaluators"].items():
+        assert results["evaluators"][name]["metrics"] == result["metrics"], name
+        assert results["evaluators"][name]["pairs"] == result["pairs"], name
+    assert [r["metrics"] for r in results["sweep"]] == [r["metrics"] for r in whole["sweep"]]
     exhaustive, two_stage = results["evaluators"]["exhaustive"], results["evaluators"]["two-stage"]
     assert results["protocol"]["metrics"]["rsum"] == pytest.approx(exhaustive["metrics"]["rsum"])  # collection == split
     assert two_stage["metrics"]["t2i_r10"] == exhaustive["metrics"]["t2i_r10"]  # K' = 20 = every image
