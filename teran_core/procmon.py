@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 __all__ = ["TreeSampler", "tree_pids"]
 
@@ -50,8 +51,9 @@ class TreeSampler(threading.Thread):
 
     Kept per sample: the PSS of the whole tree (:attr:`peak`, the largest total; shared pages, the
     object store included, counted once), and per process its CPU seconds (:attr:`cpu`, user +
-    system, the last value seen), its name (:attr:`names`) and its peak RSS (:attr:`rss_peak`, from
-    the kernel's high-water mark VmHWM, so a spike between two samples is not missed).
+    system, the last value seen; :attr:`inherited`, those at the first sample of the processes
+    already there), its name (:attr:`names`) and its peak RSS (:attr:`rss_peak`, from the kernel's
+    high-water mark VmHWM, so a spike between two samples is not missed).
 
     Args:
         period: seconds between samples.
@@ -72,6 +74,8 @@ class TreeSampler(threading.Thread):
         self.cpu: dict[int, float] = {}
         self.names: dict[int, str] = {}
         self.rss_peak: dict[int, int] = {}
+        self.inherited: dict[int, float] = {}
+        self.started = time.monotonic()
         if reset_peaks:
             for pid in tree_pids(os.getpid()):
                 try:
@@ -97,6 +101,8 @@ class TreeSampler(threading.Thread):
             except (OSError, StopIteration, IndexError):
                 continue
         self.peak = max(self.peak, pss)
+        if not self.inherited:
+            self.inherited = dict(self.cpu)
 
     def run(self) -> None:
         while not self.done.wait(self.period):
@@ -107,8 +113,16 @@ class TreeSampler(threading.Thread):
         self.join()
         self.sample()
 
+    def worked(self, pid: int, busy: float = 0.02) -> bool:
+        """Whether ``pid`` did work in this window: it started after the first sample, or used more than
+        ``busy`` of a core since. A Ray worker left idle by an earlier stage keeps its memory but did not."""
+        if pid not in self.inherited:
+            return True
+        return self.cpu.get(pid, 0.0) - self.inherited[pid] > busy * (time.monotonic() - self.started)
+
     def largest_child(self) -> tuple[str, int]:
-        """(name, peak RSS bytes) of the descendant with the largest peak RSS; ("", 0) without descendants."""
+        """(name, peak RSS bytes) of the descendant with the largest peak RSS among those that :meth:`worked`;
+        ("", 0) without one."""
         me = os.getpid()
-        pid = max((p for p in self.rss_peak if p != me), key=self.rss_peak.get, default=None)
+        pid = max((p for p in self.rss_peak if p != me and self.worked(p)), key=self.rss_peak.get, default=None)
         return ("", 0) if pid is None else (self.names.get(pid, "?"), self.rss_peak[pid])
