@@ -7,7 +7,7 @@ import json
 
 from teran_core.embedding_set import EmbeddingSet, ShardInfo
 from teran_core.index.idmap import IdMap, write_id_shard
-from teran_core.index.layout import INDEX_FORMAT_VERSION, read_index_manifest, write_json
+from teran_core.index.layout import INDEX_FORMAT_VERSION, read_index_manifest, read_part_manifest, write_json
 from teran_core.index.search import ShardedIndex
 from teran_core.storage import Location, StorageConfig, resolve
 
@@ -107,7 +107,7 @@ class TeranIndex:
     def part_manifest(self, name: str) -> dict:
         """A part's part.json: factory, dim, nprobe and its shards (name, source, ntotal)."""
         self._check_part(name)
-        return json.loads(self.root.join(name, "part.json").read_text())
+        return read_part_manifest(self.root.join(name))
 
     def parts(self, **kwargs) -> dict[str, ShardedIndex]:
         return {name: self.part(name, **kwargs) for name in self.part_names}

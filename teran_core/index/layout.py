@@ -22,6 +22,7 @@ from teran_core.storage import Location
 
 __all__ = [
     "INDEX_FORMAT_VERSION", "PartSpec", "write_faiss", "read_faiss", "serialize", "deserialize", "write_json", "read_index_manifest",
+    "read_part_manifest",
 ]
 
 INDEX_FORMAT_VERSION = 1
@@ -104,6 +105,18 @@ def deserialize(data: np.ndarray):
 
 def write_json(location: Location, data: dict) -> None:
     location.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_part_manifest(part_root: Location) -> dict:
+    """Reads ``<index>/<part>/part.json`` (written after the part's shards).
+
+    Raises:
+        FileNotFoundError: no part.json: the part was not built completely.
+    """
+    manifest_loc = part_root.join("part.json")
+    if not manifest_loc.exists():
+        raise FileNotFoundError(f"{manifest_loc.uri} does not exist: the index part was not built completely")
+    return json.loads(manifest_loc.read_text())
 
 
 def read_index_manifest(root: Location) -> dict:

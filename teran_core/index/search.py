@@ -12,13 +12,12 @@ the number of shards, i.e. linearly with the collection.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import numpy as np
 
 from teran_core.index.factory import gpu_count
-from teran_core.index.layout import read_faiss
+from teran_core.index.layout import read_faiss, read_part_manifest
 from teran_core.storage import Location
 
 __all__ = ["ShardedIndex", "check_queries", "merge_topk"]
@@ -82,10 +81,7 @@ class ShardedIndex:
         Raises:
             FileNotFoundError: the part.json or a shard file is missing.
         """
-        manifest_loc = part_root.join("part.json")
-        if not manifest_loc.exists():
-            raise FileNotFoundError(f"{manifest_loc.uri} does not exist: the index part was not built completely")
-        manifest = json.loads(manifest_loc.read_text())
+        manifest = read_part_manifest(part_root)
         names = [s["name"] for s in manifest["shards"]] if shard_names is None else list(shard_names)
         shards = [read_faiss(part_root.join("shards", name), mmap=mmap) for name in names]
         if use_gpu and gpu_count() and "HNSW" not in manifest["factory"]:
