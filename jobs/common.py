@@ -76,10 +76,38 @@ def write_step_config(root: Location, config_dir: str, step: str, job: str, conf
     return path
 
 
+def private_ray_tmpdir() -> str:
+    """Makes a fresh folder under ``TMPDIR`` for one Ray instance and points ``RAY_TMPDIR`` and, for the
+    processes started from now on, ``TMPDIR`` at it.
+
+    Ray keeps its sessions, sockets and logs, the address file ``ray_current_cluster`` (written by
+    ``ray start`` and ``ray.cluster_utils.Cluster`` whatever ``temp_dir`` the nodes get) and Ray Train's
+    lock files under ``$RAY_TMPDIR``, else ``$TMPDIR``, else ``/tmp`` (``ray._common.utils``). The
+    ``/tmp/ray`` default is shared by every Ray on the machine, and ``Cluster`` fails where it does not
+    exist. Ray's processes also make temporary folders of their own (multiprocessing's ``pymp-*``) that
+    stay behind when a node is killed: with ``TMPDIR`` pointed here they stay in this folder. Both
+    variables reach every Ray process started afterwards; this process's own ``tempfile`` keeps the
+    folder it had.
+
+    Example, a multi-node test cluster that touches nothing machine-wide::
+
+        folder = private_ray_tmpdir()
+        cluster = ray.cluster_utils.Cluster(initialize_head=True)  # files and address under folder/ray
+        ...
+        cluster.shutdown()
+        shutil.rmtree(folder)
+    """
+    folder = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths under it must stay within 107 bytes
+    os.environ["RAY_TMPDIR"] = os.environ["TMPDIR"] = folder
+    return folder
+
+
 def init_ray(cfg: RayConfig):
     """Connects to a cluster (``cfg.address`` or ``RAY_ADDRESS``) or starts a local instance.
 
-    A local instance listens on 127.0.0.1 only: by default Ray's servers bind every interface.
+    A local instance listens on 127.0.0.1 only: by default Ray's servers bind every interface. Its files
+    go under ``RAY_TMPDIR`` when the user set it (Ray's own layout), else in a new folder of its own
+    (``private_ray_tmpdir``), logged at start.
     """
     import ray
 
@@ -89,11 +117,13 @@ def init_ray(cfg: RayConfig):
     if address:
         ray.init(address=address)
         return ray
+    temp_dir = None if os.environ.get("RAY_TMPDIR") else private_ray_tmpdir()
     ray.init(  # every server on 127.0.0.1: with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, set in jobs/__init__.py
         num_cpus=cfg.num_cpus,
         object_store_memory=cfg.object_store_memory_mb * 2**20 if cfg.object_store_memory_mb else None,
         include_dashboard=False,
         _node_ip_address="127.0.0.1",
-        _temp_dir=tempfile.mkdtemp(prefix="ray-"),  # /tmp/ray is shared machine-wide
+        _temp_dir=temp_dir,
     )
+    log.info("local Ray's files and logs: %s", temp_dir or os.path.join(os.environ["RAY_TMPDIR"], "ray"))
     return ray

@@ -74,7 +74,7 @@ class SeaweedS3:
             "filer.port", "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc",
         )}
         args = [
-            weed, "mini", f"-dir={workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            weed, f"-logdir={workdir}", "mini", f"-dir={workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",  # glog: else $TMPDIR
             "-master.telemetry=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-admin.ui=false", f"-s3.port={self.port}", "-master.volumeSizeLimitMB=64",
             *(f"-{k}={v}" for k, v in ports.items()),
@@ -146,7 +146,9 @@ def ray_session():
     """One local Ray instance for the whole run (``ray.init`` costs seconds; a second one fails)."""
     import ray
 
-    temp_dir = tempfile.mkdtemp(prefix="ray-")
+    from jobs.common import private_ray_tmpdir
+
+    temp_dir = private_ray_tmpdir()  # and the jobs that tests start as processes keep theirs inside it
     ray.init(
         num_cpus=RAY_TEST_CPUS,
         object_store_memory=RAY_OBJECT_STORE_MB * 2**20,

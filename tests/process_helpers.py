@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import tempfile
 
 
 def kill_session(session: int) -> None:
@@ -14,3 +15,18 @@ def kill_session(session: int) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             continue  # it exited meanwhile
+
+
+def fresh_machine_env(env: dict, tmpdir: str | None = None) -> tuple[dict, str]:
+    """``env`` as on a machine that never ran Ray: ``TMPDIR`` a new empty folder (or ``tmpdir``), no
+    ``RAY_TMPDIR``. Returns (the environment, the folder). The folder's name is short: Ray's socket paths
+    under it must stay within 107 bytes."""
+    folder = tmpdir or tempfile.mkdtemp(prefix="t")
+    return {**{k: v for k, v in env.items() if k != "RAY_TMPDIR"}, "TMPDIR": folder}, folder
+
+
+def leftovers(tmpdir: str) -> list[str]:
+    """What processes run with ``TMPDIR=tmpdir`` left there outside the per-run Ray folders that
+    ``jobs.common.private_ray_tmpdir`` makes (``ray-*``): Ray's machine-wide default ``ray``, lock
+    files, anything else."""
+    return sorted(name for name in os.listdir(tmpdir) if not name.startswith("ray-"))

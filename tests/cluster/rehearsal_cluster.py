@@ -15,7 +15,6 @@ import os
 import shutil
 import socket
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -49,11 +48,14 @@ def wait_for_dashboard(url: str, timeout_s: float = 120) -> None:
 
 def main() -> None:
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every socket on 127.0.0.1
-    from ray._private.utils import write_ray_address
     from ray.cluster_utils import Cluster
 
-    temp_dir = tempfile.mkdtemp(prefix="ray-rehearsal-")  # /tmp/ray is shared machine-wide
-    local = {"node_ip_address": "127.0.0.1", "temp_dir": temp_dir}
+    from jobs.common import private_ray_tmpdir
+
+    # Every node's files, and the address file by which the job server finds the cluster its entrypoints
+    # connect to (as `ray start --head` writes it), go under a folder of this run's: never /tmp/ray
+    ray_tmpdir = private_ray_tmpdir()
+    local = {"node_ip_address": "127.0.0.1"}
     dashboard_port = free_port()
     cluster = Cluster(initialize_head=True, head_node_args={
         **local, "num_cpus": 0, "object_store_memory": OBJECT_STORE, "_system_config": HEALTH,
@@ -62,20 +64,16 @@ def main() -> None:
         "dashboard_agent_listen_port": free_port(),
     })
     try:
-        # As `ray start --head` does: the job server finds the cluster its entrypoints connect to by this file
-        # in the head's temp dir. Cluster writes it to /tmp/ray only, so without it an entrypoint connects to
-        # whichever Ray instance on this machine `ps` lists first.
-        write_ray_address(cluster.address, temp_dir)
         for _ in range(2):
             cluster.add_node(**local, **GPU_NODE)
         cluster.wait_for_nodes()
         dashboard = f"http://127.0.0.1:{dashboard_port}"
         wait_for_dashboard(dashboard)
-        print(json.dumps({"address": cluster.address, "dashboard": dashboard, "temp_dir": temp_dir}), flush=True)
+        print(json.dumps({"address": cluster.address, "dashboard": dashboard, "temp_dir": ray_tmpdir}), flush=True)
         sys.stdin.read()  # returns when the test closes the pipe, or when the test process dies
     finally:
         cluster.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        shutil.rmtree(ray_tmpdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ Run in its own process by tests/encode/test_encode_faults.py: one Ray per proces
 
 import json
 import os
+import shutil
 import sys
-import tempfile
 import threading
 import time
 
@@ -52,11 +52,12 @@ def main(config: str, side_uri: str) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
+    from jobs.common import private_ray_tmpdir
     from jobs.encode import main as encode
     from teran_core.storage import StorageConfig, resolve
 
-    temp_dir = tempfile.mkdtemp(prefix="ray-cluster-")
-    cluster = Cluster(initialize_head=True, head_node_args={**NODE, "num_cpus": 0, "temp_dir": temp_dir, "_system_config": HEALTH})
+    ray_tmpdir = private_ray_tmpdir()  # the nodes' files and Cluster's address file, never /tmp/ray
+    cluster = Cluster(initialize_head=True, head_node_args={**NODE, "num_cpus": 0, "_system_config": HEALTH})
     workers = [cluster.add_node(**NODE) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address)
@@ -82,6 +83,7 @@ def main(config: str, side_uri: str) -> None:
     print(json.dumps(result), flush=True)
     ray.shutdown()
     cluster.shutdown()
+    shutil.rmtree(ray_tmpdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Each job runs in its own process (one Ray per process); the data and the output 
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 from encode_helpers import assert_exactly_once, assert_matches_model, direct_tokens, make_dataset
-from process_helpers import kill_session
+from process_helpers import fresh_machine_env, kill_session, leftovers
 
 HERE = os.path.dirname(__file__)
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -34,11 +35,24 @@ def write_config(root, dataset, checkpoint, kinds):
     return location.uri
 
 
-def run(endpoint, *args, **kwargs):
-    """Starts a process in its own session; the standard AWS variable points it (and its config) at the store."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, HERE]), "AWS_ENDPOINT_URL_S3": endpoint}
+def run(endpoint, tmpdir, *args, **kwargs):
+    """Starts a process in its own session, as on a machine that never ran Ray, with ``TMPDIR=tmpdir``; the
+    standard AWS variable points it (and its config) at the store."""
+    env, _ = fresh_machine_env({**os.environ, "PYTHONPATH": os.pathsep.join([REPO, HERE]), "AWS_ENDPOINT_URL_S3": endpoint},
+                               tmpdir)
     return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+@pytest.fixture
+def fresh_tmpdir():
+    """A ``TMPDIR`` for the test's processes; in the end it must hold nothing but their own Ray folders."""
+    _, folder = fresh_machine_env({})
+    yield folder
+    try:
+        assert leftovers(folder) == [], "a process wrote outside its own Ray folder (Ray's machine-wide default is 'ray')"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def shard_state(output, kind):
@@ -50,10 +64,11 @@ def shard_state(output, kind):
 
 @pytest.mark.integration
 @pytest.mark.timeout(900)
-def test_losing_a_worker_node_mid_job_loses_and_duplicates_nothing(s3_root, tiny_checkpoint, tiny_model):
+def test_losing_a_worker_node_mid_job_loses_and_duplicates_nothing(s3_root, tiny_checkpoint, tiny_model, fresh_tmpdir):
     dataset = make_dataset(s3_root.join("data"), images=96, per_shard=4)  # 24 shards: the node goes after the first
     config = write_config(s3_root, dataset, tiny_checkpoint, "both")
-    proc = run(s3_root.storage.endpoint_override, os.path.join(HERE, "cluster_encode.py"), config, s3_root.join("emb", "images").uri)
+    proc = run(s3_root.storage.endpoint_override, fresh_tmpdir, os.path.join(HERE, "cluster_encode.py"), config,
+               s3_root.join("emb", "images").uri)
     out, _ = proc.communicate(timeout=840)
     lines = [line for line in out.splitlines() if line.startswith('{"')]  # Ray's shutdown may log after it
     assert lines, out[-5000:]
@@ -71,11 +86,11 @@ def test_losing_a_worker_node_mid_job_loses_and_duplicates_nothing(s3_root, tiny
 
 @pytest.mark.integration
 @pytest.mark.timeout(900)
-def test_a_killed_driver_resumes_encoding_only_unfinished_shards(s3_root, tiny_checkpoint, tiny_model):
+def test_a_killed_driver_resumes_encoding_only_unfinished_shards(s3_root, tiny_checkpoint, tiny_model, fresh_tmpdir):
     dataset = make_dataset(s3_root.join("data"), images=64, per_shard=4)
     config = write_config(s3_root, dataset, tiny_checkpoint, "images")
     output = s3_root.join("emb")
-    driver = run(s3_root.storage.endpoint_override, "-m", "jobs.encode", "--config", config)
+    driver = run(s3_root.storage.endpoint_override, fresh_tmpdir, "-m", "jobs.encode", "--config", config)
     done = output.join("images", "_done")
     while driver.poll() is None and len(done.list(".json")) < 3:
         time.sleep(0.1)
@@ -85,7 +100,7 @@ def test_a_killed_driver_resumes_encoding_only_unfinished_shards(s3_root, tiny_c
     before = shard_state(output, "images")
     assert 3 <= len(before) < len(dataset.shards["images"]), "the job must be killed half-way"
 
-    rerun = run(s3_root.storage.endpoint_override, "-m", "jobs.encode", "--config", config)
+    rerun = run(s3_root.storage.endpoint_override, fresh_tmpdir, "-m", "jobs.encode", "--config", config)
     log, _ = rerun.communicate(timeout=700)
     assert rerun.returncode == 0, log[-3000:]
 
