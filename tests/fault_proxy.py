@@ -69,6 +69,7 @@ class FaultProxy:
         asyncio.set_event_loop(self._loop)
         self._loop.call_later(lifetime_s, self._loop.stop)
         self._loop.run_forever()
+        self._loop.close()
 
     def _call(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
@@ -86,9 +87,17 @@ class FaultProxy:
         self._call(stop())
 
     def stop(self) -> None:
-        self.down()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        """Stops listening, ends every open exchange (a stalled one included) and the loop's thread."""
+        async def shutdown():
+            self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._thread.is_alive():
+            self._call(shutdown())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
 
     def report(self) -> dict:
         """What the proxy saw so far. ``retries``: requests botocore marked as a retry (``amz-sdk-request:
