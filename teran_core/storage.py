@@ -199,11 +199,8 @@ class Location:
         if self.is_local:
             return fsspec.filesystem("file")
         storage = self.storage
-        kwargs: dict = {
-            "anon": storage.anonymous, "deadline_s": float(storage.deadline_s),
-            # botocore's retry mode; the attempts it counts are decided by RetryingS3FileSystem.needs_retry
-            "config_kwargs": {"retries": {"mode": storage.retry_mode, "max_attempts": storage.max_attempts}},
-        }
+        kwargs: dict = {"anon": storage.anonymous, "retry_mode": storage.retry_mode,
+                        "max_attempts": storage.max_attempts, "deadline_s": float(storage.deadline_s)}
         if storage.endpoint():
             kwargs["endpoint_url"] = storage.endpoint()
         if storage.region:
@@ -334,10 +331,11 @@ class RetryingS3FileSystem(s3fs.S3FileSystem):
 
     retries = 5  # s3fs's own loop around a call, for what botocore cannot replay (a body cut off while streaming)
 
-    def __init__(self, *args, deadline_s: float, **kwargs):
-        self.deadline_s = deadline_s
-        self.max_attempts = kwargs["config_kwargs"]["retries"]["max_attempts"]
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, retry_mode: str, max_attempts: int, deadline_s: float, **kwargs):
+        self.max_attempts, self.deadline_s = max_attempts, deadline_s
+        # a fresh dict each time: botocore rewrites it in place, and a pickled copy must rebuild the same client
+        config = {"retries": {"mode": retry_mode, "max_attempts": max_attempts}}
+        super().__init__(*args, config_kwargs=config, **kwargs)
 
     async def set_session(self, refresh=False, kwargs={}):  # noqa: B006 - s3fs's signature
         client = await super().set_session(refresh=refresh, kwargs=kwargs)

@@ -39,6 +39,7 @@ class FaultProxy:
     """``FaultProxy(upstream_port, fail_rate=0.05)``; ``endpoint`` is what a StorageConfig points at.
 
     Faults: ``fail_rate`` of requests (chosen by a seeded random) get 503, 500 or a reset, in turn;
+    :meth:`fail_next` plans faults for the next requests that match a pattern;
     a request whose first line matches ``stall_pattern`` waits ``stall_s`` before it is forwarded;
     :meth:`down` refuses connections until :meth:`up`.
     """
@@ -49,6 +50,7 @@ class FaultProxy:
         self.stall_pattern: bytes | None = None
         self.stall_s = 0.0
         self.counts: collections.Counter = collections.Counter()
+        self._planned: list[tuple[bytes, int | str]] = []  # (pattern, fault) for the next matching requests
         self._faulted: set[bytes] = set()  # request lines answered with a fault and not sent again yet
         self._random = random.Random(seed)
         self._kinds = itertools.cycle((503, 500, "reset"))
@@ -60,6 +62,10 @@ class FaultProxy:
         self._thread = threading.Thread(target=self._run, args=(lifetime_s,), daemon=True)
         self._thread.start()
         self.up()
+
+    def fail_next(self, pattern: bytes, *faults: int | str) -> None:
+        """Answers the next requests whose first line contains ``pattern`` with ``faults`` in turn (503, 500, "reset")."""
+        self._planned += [(pattern, fault) for fault in faults]
 
     @property
     def endpoint(self) -> str:
@@ -141,8 +147,11 @@ class FaultProxy:
             if self.stall_pattern is not None and self.stall_pattern in line:
                 self.counts["stalled"] += 1
                 await asyncio.sleep(self.stall_s)
-            if self._random.random() < self.fail_rate:
-                kind = next(self._kinds)
+            planned = next((p for p in self._planned if p[0] in line), None)
+            if planned is not None:
+                self._planned.remove(planned)
+            if planned is not None or self._random.random() < self.fail_rate:
+                kind = planned[1] if planned is not None else next(self._kinds)
                 self.counts[kind] += 1
                 self._faulted.add(line)
                 if kind == "reset":

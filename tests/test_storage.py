@@ -86,6 +86,9 @@ def test_location_pickles_without_its_filesystem(s3_root):
     s3_root.join("p.txt").write_text("x")
     clone = pickle.loads(pickle.dumps(s3_root.join("p.txt")))
     assert clone.read_text() == "x"
+    used = s3_root.pyarrow_filesystem()  # after a first request, as Ray hands it to a task (Ray Train, Ray Data)
+    assert used.get_file_info(s3_root.join("p.txt").path).size == 1
+    assert pickle.loads(pickle.dumps(used)).open_input_file(s3_root.join("p.txt").path).read() == b"x"
 
 
 def test_secret_never_appears_in_logs_errors_or_reprs(s3_server, s3_root, caplog, monkeypatch):

@@ -63,7 +63,7 @@ def test_encode_survives_the_store_down_for_20_s(tmp_path, s3_server, s3_root, t
         report = proxy.report()
     finally:
         proxy.stop()
-    print(f"\nencode, store down 20 s: {report}, down for {time.monotonic() - down_at:.0f} s")
+    print(f"\nencode, store down 20 s: {report}; the job finished {time.monotonic() - down_at:.0f} s after the store went down")
     assert job.returncode == 0, out[-3000:]
     assert report["stalled"] > 0
     embedded, _ = assert_exactly_once(dataset, s3_root.join("emb"), "images")
