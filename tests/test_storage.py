@@ -91,7 +91,7 @@ def test_location_pickles_without_its_filesystem(s3_root):
     assert pickle.loads(pickle.dumps(used)).open_input_file(s3_root.join("p.txt").path).read() == b"x"
 
 
-def test_secret_never_appears_in_logs_errors_or_reprs(s3_server, s3_root, caplog, monkeypatch):
+def test_secret_never_appears_in_logs_errors_or_reprs(s3_server, s3_root, caplog, monkeypatch, request):
     import os
 
     secret = os.environ["AWS_SECRET_ACCESS_KEY"]
@@ -111,6 +111,7 @@ def test_secret_never_appears_in_logs_errors_or_reprs(s3_server, s3_root, caplog
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-" + secret[:6] + "-but-still-secret")
     wrong = resolve(s3_root.join("k", "v.bin").uri, s3_root.storage)
     type(wrong.fs).clear_instance_cache()  # fsspec caches clients; a new one reads the new secret
+    request.addfinalizer(type(wrong.fs).clear_instance_cache)  # and later tests must not get that one
     wrong = resolve(s3_root.join("k", "v.bin").uri, s3_root.storage)
     with pytest.raises(Exception) as err:
         wrong.read_bytes()
