@@ -8,6 +8,7 @@ file it writes or any line it prints.
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -21,17 +22,28 @@ from test_pipeline_job import REPO, STAGES, TINY, finished_state
 from teran_core import load_checkpoint
 from teran_core.data.manifest import DatasetManifest
 
+STAGE_LINE = re.compile(r"\[pipeline\] +\d+s stage \d+/\d+: (\S+)$")
 
-def run_pipeline(root, endpoint) -> tuple[int, str]:
+
+def run_pipeline(root, proxy) -> tuple[int, str, dict]:
+    """Runs the job to its end; returns (exit code, output, {stage: what the proxy saw during it})."""
     args = ["-m", "jobs.cli", "pipeline", "--config", "configs/pipeline.yaml", f"root={root.uri}",
-            f"storage.endpoint_override={endpoint}", *TINY]
+            f"storage.endpoint_override={proxy.endpoint}", *TINY]
     proc = subprocess.Popen([sys.executable, *args], cwd=REPO, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, marks = [], [("start", proxy.report())]
     try:
-        out, _ = proc.communicate(timeout=500)
+        for line in proc.stdout:  # the test's timeout bounds this
+            lines.append(line)
+            if stage := STAGE_LINE.search(line):
+                marks.append((stage.group(1), proxy.report()))
+        proc.wait()
     finally:
         kill_session(proc.pid)
-    return proc.returncode, out
+    marks.append(("end", proxy.report()))
+    per_stage = {name: {key: after[key] - before[key] for key in ("requests", "faults", "retries", "recovered")}
+                 for (name, before), (_, after) in zip(marks[1:], marks[2:])}
+    return proc.returncode, "".join(lines), per_stage
 
 
 @pytest.mark.integration
@@ -41,17 +53,20 @@ def test_pipeline_with_5_percent_failing_requests_loses_duplicates_and_leaks_not
     root = s3_root.join("run")
     proxy = FaultProxy(s3_server.port, fail_rate=0.05, lifetime_s=1000)
     try:
-        code, log = run_pipeline(root, proxy.endpoint)
+        code, log, per_stage = run_pipeline(root, proxy)
         report = proxy.report()
         before = finished_state(root)
-        rerun_code, rerun_log = run_pipeline(root, proxy.endpoint)
+        rerun_code, rerun_log, _ = run_pipeline(root, proxy)
         rerun_report = proxy.report()
     finally:
         proxy.stop()
     print(f"\npipeline, 5% failing requests: {report}; the rerun added "
           f"{rerun_report['requests'] - report['requests']} requests")
+    for name, seen in per_stage.items():
+        print(f"  {name}: {seen}")
     assert code == 0, log[-4000:]
     assert report["faults"] >= 10 and report["unrecovered"] == 0, report  # every fault was met and retried
+    assert list(per_stage) == STAGES
 
     # every id exactly once, every marker describes a complete shard, each embedding what the model computes
     dataset = DatasetManifest.load(root.join("dataset"))
