@@ -95,8 +95,15 @@ def store_unavailable_in(err: BaseException) -> StoreUnavailable | None:
         cause = getattr(current, "cause", None)  # ray.exceptions.RayTaskError keeps the task's exception here
         if isinstance(current, StoreUnavailable) and not isinstance(cause, BaseException):
             return current
+        # a task's exception chain does not survive pickling (Ray Data's UserCodeException loses its
+        # __cause__); Ray's RayTaskError keeps the task's traceback as text, with our one-line message
+        if found := _IN_TRACEBACK.search(str(current)):
+            return StoreUnavailable(found.group(1))
         todo += [current.__cause__, current.__context__, cause if isinstance(cause, BaseException) else None]
     return None
+
+
+_IN_TRACEBACK = re.compile(re.escape(f"{StoreUnavailable.__module__}.{StoreUnavailable.__qualname__}: ") + r"([^\n]+)")
 
 
 @dataclasses.dataclass

@@ -217,3 +217,17 @@ def test_a_writer_killed_mid_upload_leaves_no_object_and_no_marker(s3_server, s3
     assert not shard.exists() and not marker.exists()
     assert s3_root.fs.find(s3_root.join("emb").path) == []  # nothing under any name
     assert os.environ["AWS_SECRET_ACCESS_KEY"] not in out
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_a_store_unavailable_in_a_ray_data_task_reaches_the_driver_as_its_one_line(ray_session):
+    from teran_core.storage import StoreUnavailable, store_unavailable_in
+
+    def store_down(batch):  # a local function: pickled by value, for workers that cannot import this module
+        raise StoreUnavailable("the object store at http://127.0.0.1:9 failed PutObject /b/k 3 time(s) over 7 s")
+
+    with pytest.raises(Exception) as err:  # Ray Data wraps it: UserCodeException in a RayTaskError, chain lost
+        ray_session.data.range(2).map_batches(store_down).take_all()
+    assert str(store_unavailable_in(err.value)) == \
+        "the object store at http://127.0.0.1:9 failed PutObject /b/k 3 time(s) over 7 s"
