@@ -13,7 +13,7 @@ from typing import TypeVar
 import yaml
 
 from teran_core.config import ConfigError, RayConfig, load_config, to_yaml
-from teran_core.storage import Location
+from teran_core.storage import Location, RedactingFilter, store_unavailable_in
 
 T = TypeVar("T")
 log = logging.getLogger("teran")
@@ -38,13 +38,22 @@ def load_job_config(cls: type[T], args: argparse.Namespace, extra_overrides: Seq
 
 
 def run_main(prog: str, body: Callable[[], int | None]) -> int:
-    """Runs a job body; a bad config or a missing file ends in one clear message and exit code 2."""
+    """Runs a job body; a bad config or a missing file ends in one clear message and exit code 2, an
+    object store that stayed unavailable past ``storage.deadline_s`` in one clear line and exit code 3."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())  # an endpoint URL with user:password in it never reaches a log
     try:
         return int(body() or 0)
     except (ConfigError, FileNotFoundError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:
+        unavailable = store_unavailable_in(err)
+        if unavailable is None:
+            raise
+        print(f"{prog}: error: {unavailable}", file=sys.stderr)  # Ray's wrappers add a traceback; the cause is the line
+        return 3
 
 
 def step_config_dir(root: Location) -> str:

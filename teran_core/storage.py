@@ -4,6 +4,11 @@ Credentials are never part of a config: they come from the standard AWS chain (e
 variables, ``AWS_PROFILE``, the shared config files, instance or IRSA roles) on whichever process
 touches the data, so a Location can be pickled into a Ray task without carrying a secret.
 Writes are atomic per file: a crashed writer never leaves a half-written file under its final name.
+
+Every S3 request, whether made through :attr:`Location.fs` or :meth:`Location.pyarrow_filesystem`
+(Ray Data's reads, Ray Train's checkpoints), goes through one botocore client whose retries follow
+``StorageConfig.retry_mode`` / ``max_attempts`` / ``deadline_s``; docs/failure_semantics.md says
+which layer retries what.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import dataclasses
 import logging
 import os
 import posixpath
+import re
+import time
 import uuid
 from collections.abc import Iterator
 from functools import cached_property
@@ -20,10 +27,83 @@ from typing import IO
 from urllib.parse import urlparse
 
 import fsspec
+import s3fs
 
 log = logging.getLogger(__name__)
 
-__all__ = ["StorageConfig", "Location", "resolve", "read_text", "open_uri"]
+__all__ = ["StorageConfig", "Location", "StoreUnavailable", "resolve", "read_text", "open_uri", "redact",
+           "RedactingFilter", "store_unavailable_in"]
+
+RETRY_MODES = ("standard", "adaptive")
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the ``user:password@`` of every URL in it replaced by ``***@``.
+
+    Example:
+        >>> redact("cannot reach http://alice:s3cret@store:8333/bucket")
+        'cannot reach http://***@store:8333/bucket'
+    """
+    return _USERINFO.sub(r"\g<scheme>***@", text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts URL credentials in every record's message (see :func:`redact`).
+
+    Example:
+        >>> record = logging.LogRecord("x", logging.INFO, "", 0, "endpoint %s", ("http://u:p@h:1",), None)
+        >>> RedactingFilter().filter(record), record.getMessage()
+        (True, 'endpoint http://***@h:1')
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if _USERINFO.search(message):
+            record.msg, record.args = redact(message), None
+        return True
+
+
+class StoreUnavailable(RuntimeError):
+    """The object store kept failing a request past ``storage.deadline_s`` or ``storage.max_attempts``.
+
+    No layer retries it (not s3fs, not Ray Data, not the encode finalisers): the job stops and its
+    command-line wrapper prints this message, one line, as the reason (see jobs/common.py).
+    """
+
+
+def store_unavailable_in(err: BaseException) -> StoreUnavailable | None:
+    """The :class:`StoreUnavailable` behind ``err``, looking through Ray's wrappers and exception chains.
+
+    Example:
+        >>> try:
+        ...     try:
+        ...         raise StoreUnavailable("store down")
+        ...     except StoreUnavailable as inner:
+        ...         raise ValueError("task failed") from inner
+        ... except ValueError as outer:
+        ...     str(store_unavailable_in(outer))
+        'store down'
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [err]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        cause = getattr(current, "cause", None)  # ray.exceptions.RayTaskError keeps the task's exception here
+        if isinstance(current, StoreUnavailable) and not isinstance(cause, BaseException):
+            return current
+        # a task's exception chain does not survive pickling (Ray Data's UserCodeException loses its
+        # __cause__); Ray's RayTaskError keeps the task's traceback as text, with our one-line message
+        if found := _IN_TRACEBACK.search(str(current)):
+            return StoreUnavailable(found.group(1))
+        todo += [current.__cause__, current.__context__, cause if isinstance(cause, BaseException) else None]
+    return None
+
+
+_IN_TRACEBACK = re.compile(re.escape(f"{StoreUnavailable.__module__}.{StoreUnavailable.__qualname__}: ") + r"([^\n]+)")
 
 
 @dataclasses.dataclass
@@ -33,11 +113,26 @@ class StorageConfig:
     endpoint_override: str | None = None  # S3-compatible endpoint, e.g. "http://127.0.0.1:8333"; None: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL
     region: str | None = None  # None: AWS_REGION / AWS_DEFAULT_REGION / the profile's region
     anonymous: bool = False  # unsigned requests, for public buckets
+    retry_mode: str = "standard"  # botocore's: "standard" (jittered exponential backoff) or "adaptive" (also rate-limits this client on throttling)
+    max_attempts: int = 20  # tries of one S3 request, the first included; ~3 min of backoff, capped at 20 s a wait
+    deadline_s: float = 300.0  # a request still failing this long after its first failure stops the job (StoreUnavailable)
 
     def check(self) -> list[str]:
-        if self.endpoint_override and urlparse(self.endpoint_override).scheme not in ("http", "https"):
-            return [f"endpoint_override: got {self.endpoint_override!r}, expected a URL such as http://host:port"]
-        return []
+        problems = []
+        if self.endpoint_override:
+            parsed = urlparse(self.endpoint_override)
+            if parsed.scheme not in ("http", "https"):
+                problems.append(f"endpoint_override: got {redact(self.endpoint_override)!r}, expected a URL such as http://host:port")
+            if "@" in parsed.netloc:
+                problems.append(f"endpoint_override: {redact(self.endpoint_override)!r} has credentials in it; give them "
+                                "through the AWS chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, a role)")
+        if self.retry_mode not in RETRY_MODES:
+            problems.append(f"retry_mode: got {self.retry_mode!r}, expected one of {', '.join(RETRY_MODES)}")
+        if self.max_attempts < 1:
+            problems.append(f"max_attempts: got {self.max_attempts}, expected 1 or more (1: no retries)")
+        if not self.deadline_s > 0:
+            problems.append(f"deadline_s: got {self.deadline_s}, expected a positive number of seconds")
+        return problems
 
     def endpoint(self) -> str | None:
         """The S3 endpoint to use: the config's, else the standard AWS environment variables'."""
@@ -110,31 +205,26 @@ class Location:
     def fs(self) -> fsspec.AbstractFileSystem:
         if self.is_local:
             return fsspec.filesystem("file")
-        kwargs: dict = {"anon": self.storage.anonymous}
-        client_kwargs: dict = {}
-        if self.storage.endpoint():
-            kwargs["endpoint_url"] = self.storage.endpoint()
-        if self.storage.region:
-            client_kwargs["region_name"] = self.storage.region
-        if client_kwargs:
-            kwargs["client_kwargs"] = client_kwargs
-        return fsspec.filesystem("s3", **kwargs)
+        storage = self.storage
+        kwargs: dict = {"anon": storage.anonymous, "retry_mode": storage.retry_mode,
+                        "max_attempts": storage.max_attempts, "deadline_s": float(storage.deadline_s)}
+        if storage.endpoint():
+            kwargs["endpoint_url"] = storage.endpoint()
+        if storage.region:
+            kwargs["client_kwargs"] = {"region_name": storage.region}
+        return RetryingS3FileSystem(**kwargs)
 
     def pyarrow_filesystem(self):
-        """The pyarrow filesystem for this location; paths for it are :attr:`path`."""
+        """The pyarrow filesystem for this location; paths for it are :attr:`path`.
+
+        On S3 it is :attr:`fs` behind pyarrow's fsspec adapter, so Ray Data and Ray Train make
+        their requests through the same client, retries and deadline as everything else.
+        """
         import pyarrow.fs as pafs
 
         if self.is_local:
             return pafs.LocalFileSystem()
-        kwargs: dict = {"anonymous": self.storage.anonymous}
-        endpoint = self.storage.endpoint()
-        if endpoint:
-            parsed = urlparse(endpoint)
-            kwargs["endpoint_override"] = parsed.netloc + parsed.path.rstrip("/")
-            kwargs["scheme"] = parsed.scheme
-        if self.storage.region:
-            kwargs["region"] = self.storage.region
-        return pafs.S3FileSystem(**kwargs)
+        return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
 
     def join(self, *parts: str) -> "Location":
         """The location of ``parts`` below this one."""
@@ -234,6 +324,57 @@ class Location:
         if self.fs.exists(self.path):
             self.fs.rm(self.path, recursive=True)
         self.fs.invalidate_cache(self.path)
+
+
+class RetryingS3FileSystem(s3fs.S3FileSystem):
+    """s3fs whose botocore client retries every failed request by botocore's standard retry policy
+    (which errors, jittered exponential backoff) up to ``max_attempts``, until ``deadline_s`` after
+    its first failed try; then it raises :class:`StoreUnavailable`.
+
+    botocore's own retry handler also draws from a client-wide retry quota that an outage of a
+    few seconds drains, after which it stops retrying anything; this handler, registered first,
+    decides instead, with the same conditions and backoff but without the quota.
+    """
+
+    retries = 5  # s3fs's own loop around a call, for what botocore cannot replay (a body cut off while streaming)
+
+    def __init__(self, *args, retry_mode: str, max_attempts: int, deadline_s: float, **kwargs):
+        self.max_attempts, self.deadline_s = max_attempts, deadline_s
+        # a fresh dict each time: botocore rewrites it in place, and a pickled copy must rebuild the same client
+        config = {"retries": {"mode": retry_mode, "max_attempts": max_attempts}}
+        super().__init__(*args, config_kwargs=config, **kwargs)
+
+    async def set_session(self, refresh=False, kwargs={}):  # noqa: B006 - s3fs's signature
+        client = await super().set_session(refresh=refresh, kwargs=kwargs)
+        client.meta.events.register_first("needs-retry.s3", self.needs_retry, unique_id="teran-needs-retry")
+        return client
+
+    def needs_retry(self, attempts: int, request_dict: dict, operation, **kwargs) -> float | None:
+        """botocore's ``needs-retry`` event: None (done), seconds to wait before the next try, or a raise."""
+        from botocore.retries.standard import ExponentialBackoff, RetryEventAdapter, StandardRetryConditions
+
+        context = RetryEventAdapter().create_retry_context(attempts=attempts, request_dict=request_dict,
+                                                           operation=operation, **kwargs)
+        if not StandardRetryConditions(max_attempts=attempts + 1).is_retryable(context):
+            return None  # a success, or an answer that retrying does not change (404, 403, ...)
+        started = request_dict["context"].setdefault("teran_first_failure", time.monotonic())
+        left = started + self.deadline_s - time.monotonic()
+        max_attempts = self.max_attempts
+        if attempts < max_attempts and left > 0:
+            return min(ExponentialBackoff().delay_amount(context), left)
+        raise StoreUnavailable(redact(
+            f"the object store at {self.endpoint_url or self.client_kwargs.get('endpoint_url') or 'AWS S3'} failed "
+            f"{operation.name} {urlparse(request_dict.get('url', '')).path} {attempts} time(s) over {time.monotonic() - started:.0f} s "
+            f"(storage.max_attempts={max_attempts}, storage.deadline_s={self.deadline_s:g}); last error: "
+            f"{_describe(context)}. Once the store answers, rerun the same command: finished work is kept"))
+
+
+def _describe(context) -> str:
+    if context.caught_exception is not None:
+        return " ".join(str(context.caught_exception).split())
+    status = context.http_response.status_code if context.http_response is not None else "?"
+    code = (context.parsed_response or {}).get("Error", {}).get("Code", "")
+    return f"HTTP {status} {code}".strip()
 
 
 def resolve(uri: str, storage: StorageConfig | None = None) -> Location:
