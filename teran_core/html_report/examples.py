@@ -87,17 +87,17 @@ def caption_words(text: str, length: int, tokenizer) -> list[dict]:
     so the last piece (usually the full stop) is not among them.
 
     Raises:
-        ValueError: ``length`` does not fit the caption's tokenization (another tokenizer made the embeddings).
+        ValueError: ``length`` is not the caption's tokenization (cut at encode time, or another tokenizer).
 
     Example:
         >>> from teran_core.model.backbone import load_tokenizer
-        >>> [(w["text"], w["content"]) for w in caption_words("A red dog on the grass.", 8, load_tokenizer())]
-        [('a', False), ('red', True), ('dog', True), ('on', False), ('the', False)]
+        >>> [(w["text"], w["content"]) for w in caption_words("A red dog on the grass.", 9, load_tokenizer())]
+        [('a', False), ('red', True), ('dog', True), ('on', False), ('the', False), ('grass', True)]
     """
     pieces = tokenizer.tokenize(text)
-    if length - 2 > len(pieces) or length < 4:
-        raise ValueError(f"caption {text!r} has {len(pieces)} word pieces but its embedding has {length} slots; "
-                         "it was embedded with another tokenizer than the report's (bert-base-uncased WordPiece)")
+    if length != len(pieces) + 2:
+        raise ValueError(f"caption {text!r} is {len(pieces)} word pieces + [CLS] and [SEP], but its embedding has {length} slots: "
+                         "it was cut at encode time or embedded with another tokenizer than bert-base-uncased WordPiece")
     return [{"text": p, "content": p.isalpha() and p not in STOPWORDS} for p in pieces[: length - 3]]
 
 
