@@ -1,16 +1,20 @@
 """The report's parts without a browser: scene labels in the synthetic dataset, the model header, the example picker."""
 
+import base64
+import io
 import json
 import os
 
 import numpy as np
+from PIL import Image
 
 from teran_core.data.manifest import DatasetManifest
 from teran_core.data.synth import SynthConfig, generate_dataset, make_scene
 from teran_core.data.synth.labels import read_scene_labels
 from teran_core.html_report.examples import pick_examples
 from teran_core.html_report.identity import describe_model, model_identity
-from teran_core.html_report.scenes import dataset_metadata, scene_shapes
+from teran_core.html_report.render import picture_loader
+from teran_core.html_report.scenes import THUMBNAIL_PX, dataset_metadata, scene_shapes
 from teran_core.storage import resolve
 
 
@@ -61,3 +65,14 @@ def test_examples_are_half_failures_when_there_are_enough():
     assert (np.array([3.0] * 20 + [0.0] * 20)[chosen] > 0).sum() == 6
     successes = lambda seed: pick_examples(ranks, 12, seed)[ranks[pick_examples(ranks, 12, seed)] == 0].tolist()
     assert successes(1) == successes(1) and successes(1) != successes(2)  # seeded: the same page for the same seed
+
+
+def test_converted_images_are_drawn_over_their_picture_thumbnail(tmp_path):
+    (tmp_path / "val2014").mkdir()
+    Image.new("RGB", (640, 480), (200, 30, 30)).save(tmp_path / "val2014" / "COCO_val2014_000000000042.jpg")
+    load = picture_loader(resolve(str(tmp_path)), "val2014/COCO_val2014_{image_id:0>12}.jpg")
+    uri = load("42")
+    assert uri.startswith("data:image/jpeg;base64,")
+    thumbnail = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert thumbnail.size == (THUMBNAIL_PX, THUMBNAIL_PX * 3 // 4)
+    assert picture_loader(None, "{image_id}.jpg") is None
