@@ -63,6 +63,11 @@ def gallery(mapper, gt: GroundTruth, side: str, seed: int, n: int = GALLERY_SIZE
     Returns:
         [{"query": split row, "rank": 0-based rank of the best answer, "top": [(split row, score)],
           "answers": split rows of the other side that are correct}], in split order.
+
+    Example (tests/html_report/report_helpers.py runs it on a 1K-image split)::
+
+        mapper = local_mapper(CollectionEvaluator(index, TwoStageConfig(padding="masked")))
+        gallery(mapper, gt, "captions", seed=0)[0]["top"]  # [(image row, score), ...] best first
     """
     rows = np.unique(gt.caption_image) if side == "images" else np.arange(len(gt.caption_items))
     rows = np.sort(np.random.default_rng([seed, side == "images"]).permutation(rows)[:pool])
@@ -102,7 +107,15 @@ def caption_words(text: str, length: int, tokenizer) -> list[dict]:
 
 
 def alignment_view(image: TokenSet, caption: TokenSet, text: str, padding: str, tokenizer) -> list[dict]:
-    """Per scored word piece: its text, content flag, argmax region (-1: none) and contribution to the MrSw score."""
+    """Per scored word piece: its text, content flag, argmax region (-1: none) and contribution to the MrSw score.
+
+    Example:
+        >>> from teran_core.model.backbone import load_tokenizer
+        >>> image = TokenSet(torch.tensor([[[0., 0.], [1., 0.], [0., 1.]]]), torch.tensor([3]))
+        >>> caption = TokenSet(torch.tensor([[[0., 0.], [0., 1.], [1., 0.], [0., 0.], [0., 0.]]]), torch.tensor([5]))
+        >>> [(w["text"], w["region"], w["contribution"]) for w in alignment_view(image, caption, "red dog.", "masked", load_tokenizer())]
+        [('red', 1, 1.0), ('dog', 0, 1.0)]
+    """
     words = caption_words(text, int(caption.lengths[0]), tokenizer)
     aligned = word_alignment(image, caption, padding)
     return [dict(w, region=int(r), contribution=float(c)) for w, r, c in zip(words, aligned.region, aligned.contribution)]
@@ -128,6 +141,12 @@ def build_examples(mapper, gt: GroundTruth, index, metadata, seed: int, padding:
 
     Returns:
         JSON-ready {"t2i": [...], "i2t": [...], "alignments": [...], "images": {id: drawing data}}.
+
+    Example (as ``jobs/evaluate.py`` calls it; tests/html_report/report_helpers.py runs it)::
+
+        examples = build_examples(mapper, gt, index, lambda images, captions: dataset_metadata(dataset, images, captions),
+                                  seed=0, padding="masked", tokenizer=load_tokenizer())
+        examples["alignments"][0]["words"][1]  # {"text": "red", "content": True, "region": 4, "contribution": 0.61}
     """
     image_ids, caption_ids = index.id_map("images").item_ids, index.id_map("captions").item_ids
     image_id = lambda row: image_ids[int(gt.image_items[row])]

@@ -133,7 +133,16 @@ def demo_page(table: list[tuple[str, str, dict]], notes: list[str], metric_names
 
 def write_evaluation_report(results: dict, examples: dict | None, folder: Location,
                             picture: Callable[[str], str] | None = None) -> list[str]:
-    """Writes ``report.html`` (and ``examples.json``, which the demo's page reads) into ``folder``; returns the file names."""
+    """Writes ``report.html`` (and ``examples.json``, which the demo's page reads) into ``folder``; returns the file names.
+
+    Example:
+        >>> import tempfile
+        >>> from teran_core.storage import resolve
+        >>> m = {k: 50.0 for k, _ in _COLUMNS}
+        >>> write_evaluation_report({"collection": {"images": 2, "captions": 10}, "queries": {"images": 2, "captions": 10},
+        ...     "evaluators": {"global": {"metrics": m, "pairs": 0, "pairs_fraction": 0.0, "qps": 9.0}}}, None, resolve(tempfile.mkdtemp()))
+        ['report.html']
+    """
     files = {"report.html": evaluation_page(results, examples, picture).encode()}
     if examples is not None:
         files["examples.json"] = (json.dumps(examples) + "\n").encode()
