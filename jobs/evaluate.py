@@ -25,7 +25,7 @@ from teran_core.index.catalog import TeranIndex
 from teran_core.index.groups import FanOutIndex, ShardGroupSearcher, shard_groups
 from teran_core.recall import CollectionEvaluator, EvaluateJobConfig, evaluate_collection, evaluate_protocol, load_ground_truth
 from teran_core.recall.run import report_config
-from teran_core.html_report.examples import build_examples
+from teran_core.html_report.examples import POOL, build_examples
 from teran_core.html_report.identity import model_identity
 from teran_core.html_report.render import picture_loader, write_evaluation_report
 from teran_core.html_report.scenes import dataset_metadata
@@ -128,7 +128,10 @@ def _run(args) -> int:
                    config=report_config(cfg.eval, cfg.two_stage),
                    missing={side: {"count": len(ids), "first": ids[:20]} for side, ids in gt.missing.items()})
     examples = None
-    if cfg.report.examples:
+    gallery_pairs = POOL * (len(gt.image_items) + len(gt.caption_items))
+    if cfg.report.examples and gallery_pairs > cfg.eval.max_exhaustive_pairs:
+        results["examples_skipped"] = f"the gallery scores {gallery_pairs} pairs > eval.max_exhaustive_pairs (raise it, or set report.examples=false)"
+    elif cfg.report.examples:
         examples = build_examples(mapper, gt, index, lambda images, captions: dataset_metadata(dataset, images, captions),
                                   cfg.eval.seed, cfg.two_stage.padding, load_tokenizer())
     output = resolve(cfg.paths.output, cfg.storage)

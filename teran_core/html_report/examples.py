@@ -19,7 +19,7 @@ from teran_core.alignment import TokenSet, word_alignment
 from teran_core.evaluation import ranks_in_lists
 from teran_core.recall.truth import GroundTruth
 
-__all__ = ["GALLERY_SIZE", "TOP_K", "STOPWORDS", "pick_examples", "gallery", "caption_words", "alignment_view", "build_examples"]
+__all__ = ["GALLERY_SIZE", "TOP_K", "POOL", "STOPWORDS", "pick_examples", "gallery", "caption_words", "alignment_view", "build_examples"]
 
 GALLERY_SIZE = 12  # queries shown per direction
 TOP_K = 5  # results shown per query
