@@ -1,4 +1,5 @@
-"""Writing evaluation results: ``results.json``, ``report.md``, two PNG plots (matplotlib Agg) and ``report.html``.
+"""Writing evaluation results: ``results.json``, ``report.md`` and two PNG plots (matplotlib Agg); ``report.html``
+is teran_core/html_report's.
 
 Plots: recall@K of two-stage retrieval against K' (with exhaustive as dashed lines), and R@10
 against the fraction of image-caption pairs scored with exact TERAN alignment.
