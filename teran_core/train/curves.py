@@ -45,7 +45,7 @@ def history_png(history: list[dict], title: str, steps: list[dict] = ()) -> byte
     import matplotlib.pyplot as plt
 
     epoch_steps = [row.get("step", row["epoch"] + 1) for row in history]  # states written before "step" was logged: the epoch
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), sharex=True)  # one step axis: recall sits where its epoch ended
     if steps:
         left.plot([s["step"] for s in steps], [s["loss"] for s in steps], marker=".", label="mean over the logged steps")
     left.plot(epoch_steps, [row["loss"] for row in history], "s", color="k", label="mean over the epoch")
