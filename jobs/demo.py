@@ -3,7 +3,8 @@
     teran demo --config configs/demo.yaml [root=s3://bucket/demo storage.endpoint_override=...]
 
 Each step runs the real job (``teran synth``, ``train``, ``encode``, ``build-index``, ``evaluate``) with
-a config written to ``<root>/configs/``; the comparison of the three models is ``<root>/report.md``.
+a config written to ``<root>/configs/``; the comparison of the three models is ``<root>/report.md`` and,
+with TERAN's alignments and example queries drawn, ``<root>/report.html``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from jobs import build_index, encode, evaluate, synth, train
 from jobs.common import init_ray, job_parser, load_job_config, run_main, step_config_dir, write_step_config
 from teran_core.checkpoint import save_checkpoint
-from teran_core.demo import MODELS, DemoJobConfig, comparison_markdown, comparison_rows, step_configs
+from teran_core.demo import MODELS, DemoJobConfig, comparison_markdown, comparison_rows, step_configs, summary_page
 from teran_core.model.teran import TERAN
 from teran_core.storage import resolve
 
@@ -58,14 +59,16 @@ def run(cfg: DemoJobConfig) -> int:
         "the whole split as the reference's 1K test sets do; recalls in percent",
         "evaluators: exhaustive = exact TERAN alignment (MrSw) on every pair; global = kNN on slot-0 vectors; "
         "two-stage = index candidates re-ranked by exact alignment",
-        f"per-evaluation reports: {root.join('eval').uri}/<model>/report.md; training curves: "
+        f"per-evaluation reports: {root.join('eval').uri}/<model>/report.html (and report.md); training curves: "
         f"{root.join('models').uri}/<model>/curves.png",
         f"wall time {time.time() - started:.0f}s",
     ]
     table = comparison_markdown(comparison_rows(results), notes)
     root.join("report.md").write_text("# teran demo\n\n" + table)
+    root.join("report.html").write_text(summary_page(root, cfg, results, notes))
     print("\n" + table)
     print(f"[demo] report: {root.join('report.md').uri}")
+    print(f"[demo] open in a browser: {root.join('report.html').uri}")
     return 0
 
 

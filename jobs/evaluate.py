@@ -6,7 +6,8 @@
 Each evaluator actor holds the embedding stores (``teran_core.recall.CollectionEvaluator``); the
 index is spread over searcher actors holding at most ``eval.searcher_max_bytes`` of it each
 (``teran_core.index.groups``), whose top-k the evaluators merge. The driver maps query chunks over
-the evaluators and writes results.json, report.md and the plots.
+the evaluators and writes results.json, report.md, the plots and report.html (with a gallery
+of example queries and word-region alignments, teran_core/html_report).
 """
 
 from __future__ import annotations
@@ -20,8 +21,13 @@ from ray.util import ActorPool
 
 from jobs.common import init_ray, job_parser, load_job_config, run_main
 from teran_core.config import ConfigError
+from teran_core.html_report.examples import POOL, build_examples
+from teran_core.html_report.identity import model_identity
+from teran_core.html_report.render import picture_loader, write_evaluation_report
+from teran_core.html_report.scenes import dataset_metadata
 from teran_core.index.catalog import TeranIndex
 from teran_core.index.groups import FanOutIndex, ShardGroupSearcher, shard_groups
+from teran_core.model.backbone import load_tokenizer
 from teran_core.recall import CollectionEvaluator, EvaluateJobConfig, evaluate_collection, evaluate_protocol, load_ground_truth
 from teran_core.recall.run import report_config
 from teran_core.report import markdown_report, write_report
@@ -116,9 +122,21 @@ def _run(args) -> int:
     results = evaluate_collection(cfg.eval, cfg.two_stage, gt, sizes, mapper, protocol)
     if protocol:
         results["protocol"] = {k: v for k, v in protocol.items() if k != "scores"}
-    results.update(index=index.root.uri, model=index.manifest.get("model"), config=report_config(cfg.eval, cfg.two_stage),
+    dataset = resolve(cfg.paths.dataset, cfg.storage)
+    results.update(index=index.root.uri, model=model_identity(index.manifest.get("model"), cfg.storage),
+                   run={"dataset": dataset.uri, "split": cfg.paths.split, "seed": cfg.eval.seed, "sampled": bool(cfg.eval.queries)},
+                   config=report_config(cfg.eval, cfg.two_stage),
                    missing={side: {"count": len(ids), "first": ids[:20]} for side, ids in gt.missing.items()})
-    files = write_report(results, resolve(cfg.paths.output, cfg.storage))
+    examples = None
+    gallery_pairs = POOL * (len(gt.image_items) + len(gt.caption_items))
+    if cfg.report.examples and gallery_pairs > cfg.eval.max_exhaustive_pairs:
+        results["examples_skipped"] = f"the gallery scores {gallery_pairs} pairs > eval.max_exhaustive_pairs (raise it, or set report.examples=false)"
+    elif cfg.report.examples:
+        examples = build_examples(mapper, gt, index, lambda images, captions: dataset_metadata(dataset, images, captions),
+                                  cfg.eval.seed, cfg.two_stage.padding, load_tokenizer())
+    output = resolve(cfg.paths.output, cfg.storage)
+    images_root = resolve(cfg.report.images_root, cfg.storage) if cfg.report.images_root else None
+    files = write_report(results, output) + write_evaluation_report(results, examples, output, picture_loader(images_root, cfg.report.image_file))
     print(markdown_report(results))
     print(f"wrote {', '.join(files)} to {cfg.paths.output}")
     return 0

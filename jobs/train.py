@@ -64,6 +64,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
             terms = train_step(encoder, loss_fn, collate_pairs(table), optimizer, lr, cfg.optim.grad_clip)
             losses.append(terms["total"])
             state.step += 1
+            if rank == 0 and state.step % cfg.run.curve_every_steps == 0:
+                recent = losses[-cfg.run.curve_every_steps:]
+                state.steps.append({"step": state.step, "epoch": epoch, "loss": sum(recent) / len(recent)})
             if rank == 0 and time.time() - last_log >= cfg.run.log_every_s:
                 log.info("epoch %d step %d loss %.4f (%.1f pairs/s)", epoch + 1, state.step, terms["total"],
                          len(losses) * cfg.optim.batch_size / (time.time() - started))
@@ -83,7 +86,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
 
 def export_best(cfg: TrainJobConfig, result) -> dict:
-    """Copies the best checkpoint's model to the export folder, with the whole run's metrics CSV and curves PNG."""
+    """Copies the best checkpoint's model to the export folder, with the whole run's metrics CSV (per epoch), the
+    logged steps' losses (steps.csv) and the curves PNG."""
     best, best_metrics = max(result.best_checkpoints, key=lambda pair: pair[1].get("rsum", float("-inf")))
     with best.as_directory() as folder:
         model, _ = load_train_state(folder)
@@ -93,7 +97,8 @@ def export_best(cfg: TrainJobConfig, result) -> dict:
     save_checkpoint(model, export.uri, cfg.storage)
     export.join("metrics.csv").write_text(history_csv(state.history))
     export.join("metrics.json").write_text(json.dumps(state.history, indent=2))
-    export.join("curves.png").write_bytes(history_png(state.history, f"run {cfg.run.name}"))
+    export.join("steps.csv").write_text(history_csv(state.steps))
+    export.join("curves.png").write_bytes(history_png(state.history, f"run {cfg.run.name}", state.steps))
     return {"export": export.uri, "best_epoch": best_metrics["epoch"] + 1, "best_rsum": best_metrics.get("rsum")}
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TokenSet", "alignment_scores", "REFERENCE_IMAGE_SLOTS", "REFERENCE_CAPTION_SLOTS"]
+__all__ = ["TokenSet", "alignment_scores", "word_alignment", "WordAlignment", "REFERENCE_IMAGE_SLOTS", "REFERENCE_CAPTION_SLOTS"]
 
 REFERENCE_IMAGE_SLOTS = 37  # evaluation.encode_data stores images in 37 slots: 36 regions + slot 0
 REFERENCE_CAPTION_SLOTS = 88  # and captions in 88: 85 scored pieces + [CLS], the last piece, [SEP]
@@ -281,3 +281,42 @@ def alignment_scores(
             )
             out[img_index[:, None], cap.index[None, :]] = block
     return out
+
+
+class WordAlignment(NamedTuple):
+    """Where each scored word piece of one caption aligns in one image, under MrSw."""
+
+    region: np.ndarray  # (m_c,) 0-based region (token slot - 1) of each word's best region; -1: a padding cell won
+    contribution: np.ndarray  # (m_c,) the word's term of the MrSw score: its similarity to that region
+
+
+def word_alignment(image: TokenSet, caption: TokenSet, padding: str = "reference") -> WordAlignment:
+    """The argmax region of every scored word piece, and its share of the MrSw score (the paper's qualitative figure).
+
+    The slots are those :func:`alignment_scores` scores: regions 1..n_i, word pieces 1..m_c (without
+    [CLS], the last piece and [SEP]); the contributions add up to the pair's MrSw score.
+
+    Args:
+        image: one image's token set (``len(image) == 1``).
+        caption: one caption's token set.
+        padding: as in :func:`alignment_scores`; under "reference" a word whose best region scores
+            below 0 in an image of fewer than 36 regions aligns to a 0-filled cell (region -1, contribution 0).
+
+    Example:
+        >>> img = TokenSet(torch.tensor([[[0., 1.], [1., 0.], [0.6, 0.8]]]), torch.tensor([3]))
+        >>> cap = TokenSet(torch.tensor([[[1., 0.], [0., 1.], [1., 0.], [0., 0.]]]), torch.tensor([4]))
+        >>> a = word_alignment(img, cap, padding="masked")  # one word <0,1>: best is region 1 (slot 2), 0.8
+        >>> a.region.tolist(), [round(float(c), 3) for c in a.contribution]
+        ([1], [0.8])
+    """
+    if len(image) != 1 or len(caption) != 1:
+        raise ValueError(f"word_alignment takes one image and one caption, got {len(image)} and {len(caption)}")
+    n_regions = int(_scored_counts(image, 1, "image")[0])
+    n_words = int(_scored_counts(caption, 3, "caption")[0])
+    regions = image.tokens[0, 1:1 + n_regions].float()  # (n_i, D)
+    words = caption.tokens[0, 1:1 + n_words].float()  # (m_c, D)
+    best, region = (regions @ words.T).max(0)  # (m_c,) over regions, as MrSw
+    if padding == "reference" and n_regions < REFERENCE_IMAGE_SLOTS - 1:
+        region = torch.where(best < 0, -1, region)
+        best = best.clamp_min(0.0)
+    return WordAlignment(region.numpy(), best.numpy())

@@ -1,4 +1,5 @@
-"""Writing evaluation results: ``results.json``, ``report.md`` and two PNG plots (matplotlib Agg).
+"""Writing evaluation results: ``results.json``, ``report.md`` and two PNG plots (matplotlib Agg); ``report.html``
+is teran_core/html_report's.
 
 Plots: recall@K of two-stage retrieval against K' (with exhaustive as dashed lines), and R@10
 against the fraction of image-caption pairs scored with exact TERAN alignment.
@@ -10,9 +11,10 @@ import io
 import json
 import math
 
+from teran_core.html_report.identity import run_header
 from teran_core.storage import Location
 
-__all__ = ["write_report", "markdown_report", "to_json"]
+__all__ = ["write_report", "markdown_report", "to_json", "plots"]
 
 DIRECTIONS = ("i2t", "t2i")
 _COLUMNS = [(f"{d}_{m}", f"{d} {m.replace('r', 'R@') if m[1:].isdigit() else m}") for d in DIRECTIONS
@@ -58,11 +60,9 @@ def markdown_report(results: dict) -> str:
         True
     """
     lines = ["# teran retrieval evaluation", ""]
-    lines += [f"- collection: {results['collection']['images']} images, {results['collection']['captions']} captions",
-              f"- queries: {results['queries']['images']} images (i2t), {results['queries']['captions']} captions (t2i)"]
-    for key in ("model", "index", "exhaustive_skipped"):
-        if results.get(key):
-            lines.append(f"- {key}: {results[key]}")
+    lines += [f"- {label}: {value}" for label, value in run_header(results)]
+    if results.get("exhaustive_skipped"):
+        lines.append(f"- exhaustive_skipped: {results['exhaustive_skipped']}")
     protocol = results.get("protocol")
     if protocol:
         lines += ["", f"## Reference protocol {protocol['name']} (exhaustive exact TERAN on the split)", ""]
@@ -89,7 +89,8 @@ def markdown_report(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plots(results: dict) -> dict[str, bytes]:
+def plots(results: dict) -> dict[str, bytes]:
+    """The PNG plots of a run (file name -> bytes): recall against K' and against the pairs scored; {} without a sweep."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -106,16 +107,17 @@ def _plots(results: dict) -> dict[str, bytes]:
             line = ax.plot(ks, [r["metrics"][f"{d}_r{k}"] for r in sweep], style, label=f"two-stage R@{k}")
             if exhaustive:
                 ax.axhline(exhaustive["metrics"][f"{d}_r{k}"], ls="--", color=line[0].get_color(), lw=1)
-        ax.set(xscale="log", xlabel="K' (candidates per query)", title=f"{d} (dashed: exhaustive)")
+        ax.set(xscale="log", xlabel="K' (candidates per query, log)", title=f"{d} (dashed: exhaustive)")
+        ax.set_xticks(ks, [str(k) for k in ks])
     axes[0].set_ylabel("recall (%)")
     axes[0].legend()
     out["recall_vs_kprime.png"] = _png(fig)
     fig, ax = plt.subplots(figsize=(5, 4))
     for d in DIRECTIONS:
-        ax.plot([max(r["pairs_fraction"], 1e-9) for r in sweep], [r["metrics"][f"{d}_r10"] for r in sweep], "o-", label=f"two-stage {d}")
+        line = ax.plot([max(r["pairs_fraction"], 1e-9) for r in sweep], [r["metrics"][f"{d}_r10"] for r in sweep], "o-", label=f"two-stage {d}")
         if exhaustive:
-            ax.plot([1.0], [exhaustive["metrics"][f"{d}_r10"]], "k*", ms=10)
-    ax.set(xscale="log", xlabel="fraction of pairs scored exactly (star: exhaustive)", ylabel="R@10 (%)")
+            ax.axhline(exhaustive["metrics"][f"{d}_r10"], ls="--", color=line[0].get_color(), lw=1, label=f"exhaustive {d}")
+    ax.set(xscale="log", xlabel="fraction of pairs scored exactly (log)", ylabel="R@10 (%)", title="R@10 against pairs scored")
     ax.legend()
     out["recall_vs_pairs.png"] = _png(fig)
     return out
@@ -133,7 +135,7 @@ def _png(fig) -> bytes:
 
 def write_report(results: dict, folder: Location) -> list[str]:
     """Writes results.json, report.md and the PNG plots into ``folder``; returns the file names."""
-    files = {"results.json": to_json(results).encode(), "report.md": markdown_report(results).encode(), **_plots(results)}
+    files = {"results.json": to_json(results).encode(), "report.md": markdown_report(results).encode(), **plots(results)}
     for name, data in files.items():
         folder.join(name).write_bytes(data)
     return sorted(files)

@@ -243,3 +243,21 @@ def test_cuda_working_memory_stays_within_max_block_bytes(mode):
     torch.cuda.synchronize()
     extra = torch.cuda.max_memory_allocated() - before - scores.numel() * 4 - 16 * int(words.sum())  # result, gather indices
     assert extra <= limit, f"{mode}: {extra / 2**20:.1f} MiB of working memory, limit {limit / 2**20:.0f} MiB"
+
+
+@pytest.mark.parametrize("padding", ["masked", "reference"])
+def test_word_alignment_adds_up_to_the_mrsw_score(padding):
+    from teran_core.alignment import word_alignment
+
+    gen = torch.Generator().manual_seed(3)
+    images = TokenSet(F.normalize(torch.randn(1, 9, 8, generator=gen), dim=2), torch.tensor([6]))  # 5 regions, padded slots after
+    captions = TokenSet(F.normalize(torch.randn(1, 12, 8, generator=gen), dim=2), torch.tensor([10]))  # 7 scored pieces
+    aligned = word_alignment(images, captions, padding)
+    assert aligned.region.shape == aligned.contribution.shape == (7,)
+    assert aligned.contribution.sum() == pytest.approx(float(alignment_scores(images, captions, "MrSw", padding)[0, 0]), abs=1e-5)
+    grid = images.tokens[0, 1:6] @ captions.tokens[0, 1:8].T  # (regions, words)
+    for word, region in enumerate(aligned.region):
+        if region >= 0:
+            assert grid[region, word] == grid[:, word].max()
+        else:  # only the reference's 0-filled cells beat a word whose every region is negative
+            assert padding == "reference" and grid[:, word].max() < 0

@@ -15,7 +15,7 @@ from teran_core.storage import Location
 
 __all__ = ["write_parquet", "write_rejects", "prepare_output", "DATASET_FOLDERS"]
 
-DATASET_FOLDERS = ("images", "captions", "splits", "rejects")
+DATASET_FOLDERS = ("images", "captions", "splits", "rejects", "scenes")  # scenes: synthetic datasets only
 
 
 class _HashingSink(io.RawIOBase):

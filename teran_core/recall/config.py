@@ -14,7 +14,7 @@ from teran_core.index.config import missing_paths
 from teran_core.retrieval import TwoStageConfig
 from teran_core.storage import StorageConfig
 
-__all__ = ["EVALUATORS", "EvalPaths", "EvalSection", "EvaluateJobConfig"]
+__all__ = ["EVALUATORS", "EvalPaths", "EvalSection", "ReportSection", "EvaluateJobConfig"]
 
 EVALUATORS = ("exhaustive", "global", "two-stage")
 
@@ -26,7 +26,7 @@ class EvalPaths:
     dataset: str = ""  # teran dataset folder (dataset.json): the split's image-caption pairs are the ground truth
     split: str = "test"  # split to evaluate; its image order defines the reference 1K folds
     index: str = ""  # index folder written by `teran build-index`
-    output: str = ""  # report folder: results.json, report.md, *.png
+    output: str = ""  # report folder: results.json, report.md, *.png, report.html, examples.json
 
 
 @dataclasses.dataclass
@@ -64,12 +64,22 @@ class EvalSection:
 
 
 @dataclasses.dataclass
+class ReportSection:
+    """What report.html shows beyond the tables and plots (teran_core/html_report)."""
+
+    examples: bool = True  # a seeded gallery of a dozen queries per direction and two word-region alignment views (scores 64 queries per direction against the split)
+    images_root: str = ""  # converted data: folder or s3:// prefix of the original pictures, drawn under the boxes; "" draws the boxes (and a synthetic scene's labels) on a blank canvas
+    image_file: str = "{image_id}.jpg"  # a picture's path under images_root, a format string of image_id, e.g. "val2014/COCO_val2014_{image_id:0>12}.jpg"
+
+
+@dataclasses.dataclass
 class EvaluateJobConfig:
     """``teran evaluate``: recall of exhaustive, global-only and two-stage retrieval against ground truth."""
 
     paths: EvalPaths = dataclasses.field(default_factory=EvalPaths)
     eval: EvalSection = dataclasses.field(default_factory=EvalSection)
     two_stage: TwoStageConfig = dataclasses.field(default_factory=TwoStageConfig)
+    report: ReportSection = dataclasses.field(default_factory=ReportSection)
     storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
 

@@ -42,6 +42,7 @@ class RunSection:
     keep_checkpoints: int = knob(2, ge=1)  # newest/best checkpoints kept by Ray Train
     max_failures: int = knob(1, ge=0)  # worker failures survived by restarting from the last checkpoint
     log_every_s: float = knob(20.0, gt=0)  # a progress line at least this often
+    curve_every_steps: int = knob(50, ge=1)  # the training curve's loss is logged (mean of these steps) every this many steps
 
 
 @dataclasses.dataclass

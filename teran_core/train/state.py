@@ -25,6 +25,7 @@ class TrainState:
     epoch: int = 0  # the next epoch to run
     step: int = 0  # optimisation steps done so far (all epochs)
     history: list = dataclasses.field(default_factory=list)  # one dict of metrics per finished epoch
+    steps: list = dataclasses.field(default_factory=list)  # {"step", "epoch", "loss"} every run.curve_every_steps steps (states saved before it have none)
     optimizer: dict | None = None  # optimizer.state_dict()
 
 

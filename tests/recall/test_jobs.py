@@ -75,5 +75,11 @@ def test_build_index_then_evaluate(ray_session, storage_root, capsys, caplog):
     assert results["protocol"]["metrics"]["rsum"] == pytest.approx(exhaustive["metrics"]["rsum"])  # collection == split
     assert two_stage["metrics"]["t2i_r10"] == exhaustive["metrics"]["t2i_r10"]  # K' = 20 = every image
     assert results["missing"] == {"images": {"count": 0, "first": []}, "captions": {"count": 0, "first": []}}
-    assert sorted(out.list()) == ["recall_vs_kprime.png", "recall_vs_pairs.png", "report.md", "results.json"]
+    assert sorted(out.list()) == ["examples.json", "recall_vs_kprime.png", "recall_vs_pairs.png", "report.html", "report.md", "results.json"]
+    assert f"- dataset: {dataset.uri}" in out.join("report.md").read_text() and results["model"] is None  # these embeddings name no checkpoint
+    examples = json.loads(out.join("examples.json").read_text())
+    assert len(examples["t2i"]) == 12 and len(examples["i2t"]) == 12  # 20 images, 100 captions: a dozen of each
+    # these stand-in embeddings do not have the captions' word pieces: the page says so instead of mislabelling words
+    assert all("it was cut at encode time or embedded with another tokenizer" in a["error"] for a in examples["alignments"])
+    assert "No alignment view" in out.join("report.html").read_text()
     assert np.isfinite(results["latency_ms"]["p99"])

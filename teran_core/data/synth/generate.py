@@ -17,6 +17,7 @@ from teran_core.data.manifest import DatasetManifest, ShardInfo, as_location
 from teran_core.data.schema import CAPTION_SCHEMA, CAPTIONS, IMAGES, captions_table, image_row_bytes, image_schema, images_table, shard_name
 from teran_core.data.splits import write_split
 from teran_core.data.synth.captions import describe
+from teran_core.data.synth.labels import SCENE_SCHEMA, SCENES, scene_labels_table
 from teran_core.data.synth.scene import make_scene
 from teran_core.data.synth.spec import CAPTIONS_PER_IMAGE, SynthConfig, caption_id, image_id
 from teran_core.data.synth.vocabulary import SyntheticWorld
@@ -72,7 +73,8 @@ def generate_shard(cfg: SynthConfig, shard: int, shard_mb: int = 128) -> Iterato
 
 
 def write_synthetic_shard(cfg: SynthConfig, root: Location, shard: int, shard_mb: int = 128) -> tuple[ShardInfo, ShardInfo]:
-    """Writes ``images/images-<shard>.parquet`` and ``captions/captions-<shard>.parquet``; returns their infos."""
+    """Writes ``images/images-<shard>.parquet``, ``captions/captions-<shard>.parquet`` and the region labels
+    ``scenes/scenes-<shard>.parquet`` (teran_core/data/synth/labels.py); returns the images and captions infos."""
     captions: list[pa.Table] = []
 
     def images() -> Iterator[pa.Table]:
@@ -83,6 +85,7 @@ def write_synthetic_shard(cfg: SynthConfig, root: Location, shard: int, shard_mb
     schema = image_schema(cfg.feature_dim, cfg.feature_dtype)
     image_info = write_parquet(root.join(IMAGES, shard_name(IMAGES, shard)), images(), schema, _chunk_images(cfg))
     caption_info = write_parquet(root.join(CAPTIONS, shard_name(CAPTIONS, shard)), captions, CAPTION_SCHEMA)
+    write_parquet(root.join(SCENES, shard_name(SCENES, shard)), scene_labels_table(cfg, *cfg.shard_ranges(shard_mb)[shard]), SCENE_SCHEMA)
     return image_info, caption_info
 
 
@@ -106,7 +109,7 @@ def finish_synthetic(cfg: SynthConfig, root: Location, shards: list[tuple[ShardI
     manifest = DatasetManifest(
         feature_dim=cfg.feature_dim, feature_dtype=cfg.feature_dtype, max_regions=cfg.max_regions, has_boxes=True,
         shards={IMAGES: [s[0] for s in shards], CAPTIONS: [s[1] for s in shards]}, splits=splits,
-        source={"format": "synthetic", "config": to_dict(cfg), "shard_mb": shard_mb},
+        source={"format": "synthetic", "config": to_dict(cfg), "shard_mb": shard_mb, SCENES: SCENES},
     )
     manifest.save(root)
     return manifest

@@ -51,6 +51,19 @@ class Scene:
         boxes = np.concatenate([self.object_boxes, self.background_boxes])[self.order]
         return kinds, classes, attributes, boxes
 
+    def labels(self) -> list[str]:
+        """What each stored region shows, in stored order: "red car" for an object, "sky" for background.
+
+        Example:
+            >>> scene = make_scene(SynthConfig(images=4, test_images=4, dev_images=0), 0)
+            >>> labels = scene.labels()
+            >>> len(labels) == scene.n_regions, sum(" " in label for label in labels) == len(scene.objects)
+            (True, True)
+        """
+        kinds, classes, attributes, _ = self.regions()
+        return [f"{ATTRIBUTES[a]} {OBJECTS[c]}" if kind == 0 else BACKGROUNDS[c]
+                for kind, c, a in zip(kinds.tolist(), classes.tolist(), attributes.tolist())]
+
     def relation(self, a: int, b: int, rng: np.random.Generator) -> str:
         """How object ``a`` lies relative to object ``b``, as a phrase ("to the left of", "above", ...)."""
         (row_a, col_a), (row_b, col_b) = divmod(int(self.cells[a]), GRID_COLUMNS), divmod(int(self.cells[b]), GRID_COLUMNS)
