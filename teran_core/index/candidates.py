@@ -6,7 +6,8 @@ sum over words of the best (word, region) hit, and the best-scoring items become
 For text->image the words are the query's tokens; for image->text the words are the hit tokens.
 
 Centroid candidates are PLAID's (docs/engine.md): each query token probes its ``ncells`` nearest
-shared centroids, the items in their inverted lists are the pool, and each is scored by an
+shared centroids among those holding tokens of the other side (across modalities a query token's
+nearest centroids are often ones only its own side occupies), the items in their inverted lists are the pool, and each is scored by an
 approximate MrSw computed from centroid scores alone (each item token replaced by its centroid;
 centroids whose best query score is below ``centroid_score_threshold`` count 0).
 """
@@ -162,14 +163,17 @@ def centroid_candidates(lists, query_tokens: Sequence[np.ndarray], k: int, *, nc
         words_from: "query" for text->image, "items" for image->text (see :func:`approximate_scores`).
     """
     keep_n = min(k, ndocs)
-    ncells = min(ncells, lists.n_centroids)
+    ncells = min(ncells, int(lists.occupied.sum()))
+    if ncells == 0:
+        return [np.zeros(0, np.int64) for _ in query_tokens]
     out = []
     for tokens in query_tokens:
         if len(tokens) == 0:
             out.append(np.zeros(0, np.int64))
             continue
         scores = np.asarray(tokens, np.float32) @ lists.centroids.T  # (W, K)
-        cells = np.unique(np.argpartition(-scores, ncells - 1, axis=1)[:, :ncells])
+        probe = np.where(lists.occupied, scores, -np.inf)  # only centroids with items of the other side
+        cells = np.unique(np.argpartition(-probe, ncells - 1, axis=1)[:, :ncells])
         items = lists.items_in(cells)
         codes, counts = lists.forward(items)
         items = items[counts > 0]  # an item with no content token cannot be scored (it is in no list either)

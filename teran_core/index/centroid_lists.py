@@ -105,6 +105,9 @@ class CentroidLists:
         self.centroids = np.ascontiguousarray(centroids, np.float32)
         self.shards = shards
         self._first = np.array([int(s["first_item"]) for s in shards], np.int64)  # (S,) shards in item order
+        self.occupied = np.zeros(len(self.centroids), bool)  # (K,) centroids holding a token of this side
+        for shard in shards:
+            self.occupied |= np.diff(shard["list_offsets"]) > 0
 
     @classmethod
     def open(cls, part_root: Location, centroids: np.ndarray) -> "CentroidLists":
