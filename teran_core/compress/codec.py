@@ -13,10 +13,9 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["TAIL", "CODECS", "ResidualCodec", "fit_codec", "pack_bits", "unpack_bits"]
+__all__ = ["TAIL", "ResidualCodec", "fit_codec", "pack_bits", "unpack_bits"]
 
 TAIL = 0.01  # the outer edges are the 1% and 99% quantiles: min and max would stretch the outer buckets over rare values
-CODECS = ("fp16", "residual")  # how an embedding set stores its tokens: float16 vectors, or this codec
 
 
 def pack_bits(buckets: np.ndarray, nbits: int) -> np.ndarray:
