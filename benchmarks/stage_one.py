@@ -207,8 +207,9 @@ def print_tables(n: int, result: dict) -> None:
     print(f"{'source/direction/K':34s} {'cand@K':>7s} {'R@1':>6s} {'R@5':>6s} {'R@10':>6s} {'R@10/exh':>8s} {'pairs':>8s} {'ms/q':>8s} {'speedup':>8s}")
     for key, row in result["sources"].items():
         side = key.split("/")[1]
-        ratio = row["R@10"] / max(result["exhaustive"][f"fp16/{side}"]["R@10"], 1e-9)
-        print(f"{key:34s} {row['candidate_recall']:7.3f} {row['R@1']:6.3f} {row['R@5']:6.3f} {row['R@10']:6.3f} {ratio:8.3f} "
+        exhaustive = result["exhaustive"][f"fp16/{side}"]["R@10"]
+        ratio = f"{row['R@10'] / exhaustive:8.3f}" if exhaustive else f"{'n/a':>8s}"  # an untrained model can score 0
+        print(f"{key:34s} {row['candidate_recall']:7.3f} {row['R@1']:6.3f} {row['R@5']:6.3f} {row['R@10']:6.3f} {ratio} "
               f"{row['pairs']:8.0f} {row['latency_ms']:8.1f} {row['speedup']:8.1f}")
     s = result["store"]
     print(f"bytes/token: fp16 {s['fp16']['bytes_per_token']:.1f}, compressed {s['res']['bytes_per_token']:.1f} "
