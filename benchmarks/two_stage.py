@@ -1,4 +1,8 @@
-"""Two-stage retrieval against exhaustive exact TERAN, and index build scaling, in one run.
+"""FAST CHECK, model-free: two-stage retrieval against exhaustive exact TERAN, and index build scaling, in one run.
+
+Not a headline: its token sets are synthetic vectors (no model), which cluster unlike trained
+TERAN tokens. The stage-one figures on encoded embeddings, every source including centroid
+interaction over the compressed store, come from ``benchmarks/stage_one.py`` (docs/engine.md).
 
     python benchmarks/two_stage.py                       # 100K images / 500K captions
     python benchmarks/two_stage.py --images 5000 --t2i-queries 50 --i2t-queries 10 --k-candidates 10 25   # a quick look
@@ -41,7 +45,7 @@ TRAIN_POINTS = 39 * 2048
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the FAST CHECK label comes first
     p.add_argument("--images", type=int, default=100_000, help="images in the collection (5 captions each)")
     p.add_argument("--dim", type=int, default=64, help="embedding size D")
     p.add_argument("--t2i-queries", type=int, default=200, help="caption queries (exhaustive: each scores every image)")
@@ -51,7 +55,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--regions-factory", default=REGIONS_FACTORY, help="FAISS factory of the region index")
     p.add_argument("--nprobe", type=int, default=32, help="IVF lists probed per token query")
     p.add_argument("--hits", type=int, default=1024, help="token-index neighbours per query token")
-    p.add_argument("--i2t-candidates", default="union", choices=["global", "tokens", "union"],
+    p.add_argument("--i2t-candidates", default="union", choices=["global", "tokens", "union"],  # centroids need a compressed set: benchmarks/stage_one.py
                    help="image->text candidate source (tokens/union build the captions-words index)")
     p.add_argument("--workdir", default=None, help="where embeddings and indexes go (default: a temporary folder)")
     return p.parse_args()
@@ -76,6 +80,7 @@ def main() -> None:
     args = parse_args()
     root = resolve(args.workdir or tempfile.mkdtemp(prefix="teran-bench-"))
     spec = GroundedSpec(images=args.images, dim=args.dim, images_per_shard=max(1, args.images // 8))
+    print("FAST CHECK on model-free synthetic token sets (not a headline; see benchmarks/stage_one.py)")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     print(f"embeddings: grounded synthetic, no model (teran_core.index.synthetic): {dataclasses.asdict(spec)}")
     start = time.perf_counter()

@@ -4,7 +4,9 @@
     ray job submit --working-dir . -- python -m jobs.build_index --config configs/build_index.yaml ...
 
 Per part: one task trains on a sample, then one task per embedding shard adds it into its own
-index shard (a clone of the trained index, so every shard shares the quantizer). Id maps are
+index shard (a clone of the trained index, so every shard shares the quantizer). A centroids
+part (over a compressed embedding set) needs no training: one task per shard writes its
+centroid -> items lists (docs/engine.md). Id maps are
 written by one task per shard. The driver writes each part.json, then index.json last. The
 logic lives in ``teran_core.index``; this file is the Ray wiring.
 """
@@ -22,6 +24,7 @@ from teran_core.config import ConfigError
 from teran_core.embedding_set import EmbeddingSet
 from teran_core.index.build import build_shard, plan_part, set_threads, train_part, write_part_manifest
 from teran_core.index.catalog import write_index_manifest, write_side_ids
+from teran_core.index.centroid_lists import build_lists_shard
 from teran_core.index.config import BuildIndexJobConfig
 from teran_core.index.layout import deserialize, serialize
 from teran_core.storage import resolve
@@ -35,6 +38,11 @@ def train_task(emb, spec, section, part_root):
     choice = plan_part(emb, spec, section)
     trained, summary = train_part(emb, spec, choice, part_root, section.use_gpu, section.seed)
     return choice, serialize(trained), summary
+
+
+@ray.remote(max_retries=2)
+def lists_task(emb, shard, part_root):
+    return build_lists_shard(emb, shard, part_root)  # rewrites the same file on retry
 
 
 @ray.remote(max_retries=2)
@@ -60,7 +68,11 @@ def build(cfg: BuildIndexJobConfig) -> dict:
         root.remove()
     specs = cfg.index.specs()
     sides = {side: EmbeddingSet.open(emb_root.join(side), kind=side) for side in sorted({s.side for s in specs})}
+    lists = [s for s in specs if s.vectors == "centroids"]
+    list_choices = {s.name: plan_part(sides[s.side], s, cfg.index) for s in lists}  # an fp16 set is refused before any task
+    specs = [s for s in specs if s.vectors != "centroids"]
     ids = [ids_task.remote(emb, shard, root) for emb in sides.values() for shard in emb.shards]
+    list_shards = {s.name: [lists_task.remote(sides[s.side], shard, root.join(s.name)) for shard in sides[s.side].shards] for s in lists}
     trains = {s.name: train_task.remote(sides[s.side], s, cfg.index, root.join(s.name)) for s in specs}
     adds = {
         s.name: [add_task.options(num_cpus=cfg.index.add_task_cpus).remote(
@@ -69,7 +81,8 @@ def build(cfg: BuildIndexJobConfig) -> dict:
         for s in specs
     }
     ray.get(ids)
-    parts = {}
+    parts = {s.name: write_part_manifest(root.join(s.name), s, list_choices[s.name], sides[s.side].dim, ray.get(list_shards[s.name]),
+                                         {"points": 0, "seconds": 0.0}) for s in lists}
     for s in specs:
         choice, train = ray.get(trains[s.name][0]), ray.get(trains[s.name][2])
         parts[s.name] = write_part_manifest(root.join(s.name), s, choice, sides[s.side].dim, ray.get(adds[s.name]), train)
@@ -89,7 +102,7 @@ def _run(args) -> int:
     init_ray(cfg.ray)
     try:
         summary = build(cfg)
-    except FileExistsError as err:
+    except (FileExistsError, ValueError) as err:  # ValueError: bad input (an fp16 set for a centroids part, unnormalised vectors)
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=1))

@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("jobs.convert", "convert COCO, Flickr30K or precomp data to shards"),
     "train": ("jobs.train", "train TERAN on Ray Train; rerunning a run name resumes it"),
     "encode": ("jobs.encode", "encode a dataset's images and captions into embedding shards (Ray Data)"),
+    "compress": ("jobs.compress", "compress an fp16 embedding set: shared centroids plus residual bits per token"),
     "build-index": ("jobs.build_index", "build a sharded FAISS index from an embedding set"),
     "evaluate": ("jobs.evaluate", "recall of exhaustive, global-only and two-stage retrieval"),
     "search": ("jobs.search", "top images for a caption, or captions for an image"),

@@ -52,6 +52,7 @@ class FanOutEvaluator(CollectionEvaluator):
             return search_groups
 
         parts = {part: FanOutIndex(index.part_manifest(part), gather(part, searchers)) for part, searchers in holders.items()}
+        parts |= {part: index.part(part) for part in index.part_names if part.endswith("-centroids")}  # ids only: opened here
         super().__init__(index, two_stage, storage, in_memory, parts=parts)
 
 

@@ -33,9 +33,16 @@ class ShardInfo:
 
 
 def _manifest_problems(manifest: dict, kind: str | None) -> list[str]:
+    from teran_core.compress.store import COMPRESSED_FORMAT_VERSION
+
     problems = []
-    if manifest.get("format_version") != EMBEDDINGS_FORMAT_VERSION:
-        problems.append(f"format_version: got {manifest.get('format_version')!r}, expected {EMBEDDINGS_FORMAT_VERSION}")
+    version = manifest.get("format_version")
+    if version not in (EMBEDDINGS_FORMAT_VERSION, COMPRESSED_FORMAT_VERSION):
+        problems.append(f"format_version: got {version!r}, expected {EMBEDDINGS_FORMAT_VERSION} (fp16) "
+                        f"or {COMPRESSED_FORMAT_VERSION} (compressed)")
+    elif (version == COMPRESSED_FORMAT_VERSION) != isinstance(manifest.get("codec"), dict):
+        problems.append(f"codec: format_version {version} {'needs' if version == COMPRESSED_FORMAT_VERSION else 'has no'} "
+                        f"a codec entry")
     if manifest.get("kind") not in KINDS or (kind and manifest.get("kind") != kind):
         problems.append(f"kind: got {manifest.get('kind')!r}, expected {kind or ' or '.join(KINDS)!r}")
     if not isinstance(manifest.get("dim"), int) or manifest["dim"] < 1:
@@ -64,6 +71,24 @@ class EmbeddingSet:
         offsets = np.concatenate([[0], np.cumsum([int(s["rows"]) for s in manifest["shards"]])])
         self.shards = [ShardInfo(s["name"], int(s["rows"]), int(o)) for s, o in zip(manifest["shards"], offsets)]
         self._offsets = offsets  # (n_shards + 1,)
+        self._codec = None
+
+    @property
+    def compressed(self) -> bool:
+        """Whether tokens are stored as centroid ids plus residuals (docs/formats.md, compressed shards)."""
+        return "codec" in self.manifest
+
+    @property
+    def codec(self):
+        """The :class:`~teran_core.compress.codec.ResidualCodec` of a compressed set (read once), else None."""
+        if self.compressed and self._codec is None:
+            from teran_core.compress.store import read_codec
+
+            self._codec = read_codec(self.location.parent(), self.manifest["codec"])
+        return self._codec
+
+    def __getstate__(self):
+        return {**self.__dict__, "_codec": None}  # Ray tasks read the centroids themselves, not through the driver
 
     @classmethod
     def open(cls, location: Location | str, storage: StorageConfig | None = None, kind: str | None = None) -> "EmbeddingSet":
@@ -121,9 +146,23 @@ class EmbeddingSet:
             yield parquet
 
     def read_shard(self, shard: ShardInfo, columns: Sequence[str] | None = None) -> pa.Table:
-        """One whole shard (``columns`` limits what is read)."""
+        """One whole shard (``columns`` limits what is read); compressed tokens come back decoded."""
         with self._parquet(shard) as parquet:
-            return parquet.read(columns=columns)
+            if not self.compressed or (columns is not None and "tokens" not in columns):
+                return parquet.read(columns=columns)
+            table = self._decoded(parquet.read())
+        return table if columns is None else table.select(list(columns))
+
+    def read_codes(self, shard: ShardInfo) -> pa.Table:
+        """A compressed shard's ``length`` and ``codes`` columns (centroid ids of slots 1..L-1)."""
+        if not self.compressed:
+            raise ValueError(f"{self.location.uri} stores fp16 tokens, not centroid codes; run 'teran compress' on it")
+        return self.read_shard(shard, ["length", "codes"])
+
+    def _decoded(self, table: pa.Table) -> pa.Table:
+        from teran_core.compress.store import decompress_table
+
+        return decompress_table(table, self.codec) if self.compressed else table
 
     def iter_shards(self, columns: Sequence[str] | None = None) -> Iterator[tuple[ShardInfo, pa.Table]]:
         """Yields ``(shard, table)`` in item order; ``columns`` limits what is read (e.g. ["global"])."""
@@ -169,7 +208,7 @@ class EmbeddingSet:
             order.append(positions)
         if not parts:
             return embedding_schema(self.dim, self.manifest.get("dtype", "float16")).empty_table()
-        return pa.concat_tables(parts).take(np.argsort(np.concatenate(order)))
+        return self._decoded(pa.concat_tables(parts).take(np.argsort(np.concatenate(order))))
 
     def _take_rows(self, shard: ShardInfo, rows: np.ndarray) -> pa.Table:
         with self._parquet(shard) as parquet:

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 
 from teran_core.config import knob
-from teran_core.index.candidates import global_candidates, token_candidates, union_candidates
+from teran_core.index.candidates import centroid_candidates, global_candidates, plaid_defaults, token_candidates, union_candidates
 from teran_core.index.search import ShardedIndex
 from teran_core.index.vectors import content_slots
 from teran_core.storage import StorageConfig
@@ -30,8 +30,12 @@ class TwoStageConfig:
 
     k_candidates: int = knob(1000, ge=1)  # K': text->image candidates per query from each source, all scored exactly
     i2t_k_factor: float = knob(5.0, gt=0)  # image->text K' = k_candidates x this: with ~5 captions per image both directions score the same share of their side
-    t2i_candidates: Literal["global", "tokens", "union"] = "union"  # text->image: global kNN, region-level kNN (images-regions), or both (up to 2K' scored)
-    i2t_candidates: Literal["global", "tokens", "union"] = "union"  # image->text: global kNN, word-level kNN (captions-words), or both
+    t2i_candidates: Literal["global", "tokens", "centroids", "union"] = "union"  # text->image: global kNN, region-level kNN (images-regions), centroid interaction (images-centroids), or global with union_with (up to 2K' scored)
+    i2t_candidates: Literal["global", "tokens", "centroids", "union"] = "union"  # image->text: global kNN, word-level kNN (captions-words), centroid interaction (captions-centroids), or global with union_with
+    union_with: Literal["tokens", "centroids"] = "tokens"  # the token-level source "union" joins to global: token kNN, or centroid interaction over a compressed set (docs/engine.md)
+    ncells: int = knob(0, ge=0)  # centroids: centroids probed per query token; 0 = PLAID's default by K' (1 / 2 / 4 for K' <= 10 / <= 100 / more)
+    centroid_score_threshold: float | None = knob(None, ge=-1, le=1)  # centroids: centroids whose best query score is below this count 0 in the approximate score; -1 prunes none; None = PLAID's default by K' (0.5 / 0.45 / 0.4)
+    ndocs: int = knob(0, ge=0)  # centroids: the most items kept by approximate score (K' is then the top min(K', ndocs)); 0 = PLAID's default by K' (256 / 1024 / 4096)
     hits_per_token: int = knob(1024, ge=1)  # token kNN: neighbours per query token; on the 100K grounded benchmark 64 lost 3 points of t2i R@10 (one concept's near-duplicate tokens crowd a word's neighbours)
     mode: str = "MrSw"  # alignment_scores mode: MrSw, MrAVGw, MwSr, symm, sum, mean, scan-sentences
     padding: Literal["reference", "masked"] = "reference"  # alignment_scores padding semantics
@@ -117,6 +121,17 @@ class TwoStageRetriever:
         k = self.config.k_candidates
         return max(1, round(k * self.config.i2t_k_factor)) if query_side == "images" else k
 
+    def centroid_settings(self, query_side: str) -> tuple[int, float, int]:
+        """(ncells, centroid_score_threshold, ndocs) for queries from ``query_side``: the config's, or PLAID's by K'.
+
+        Example:
+            >>> TwoStageRetriever(TwoStageConfig(k_candidates=100, ndocs=300), images=None, captions=None, parts={}).centroid_settings("captions")
+            (2, 0.45, 300)
+        """
+        ncells, threshold, ndocs = plaid_defaults(self.k_candidates(query_side))
+        c = self.config
+        return (c.ncells or ncells, threshold if c.centroid_score_threshold is None else c.centroid_score_threshold, c.ndocs or ndocs)
+
     def max_candidates(self, query_side: str) -> int:
         """The most candidates a query can get: K', twice that for a union of two sources."""
         source = self.config.i2t_candidates if query_side == "images" else self.config.t2i_candidates
@@ -131,7 +146,16 @@ class TwoStageRetriever:
         lists = []
         if source in ("global", "union"):
             lists.append(global_candidates(self._part(f"{target}-global", setting), tokens[:, 0], k))
-        if source in ("tokens", "union"):
+        if source == "union":
+            source = self.config.union_with
+            setting += f" with two_stage.union_with={source!r}"
+        if source == "centroids":
+            ncells, threshold, ndocs = self.centroid_settings(query_side)
+            lists.append(centroid_candidates(
+                self._part(f"{target}-centroids", setting), _content_tokens(tokens, lengths, query_side), k,
+                ncells=ncells, threshold=threshold, ndocs=ndocs, words_from="query" if query_side == "captions" else "items",
+            ))
+        if source == "tokens":
             token_part = "images-regions" if target == "images" else "captions-words"
             lists.append(token_candidates(
                 self._part(token_part, setting), _content_tokens(tokens, lengths, query_side), k, self.config.hits_per_token,

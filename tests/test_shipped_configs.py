@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from teran_core.compress.run import CompressJobConfig
 from teran_core.config import load_config
 from teran_core.data.jobconfig import ConvertJobConfig, SynthJobConfig
 from teran_core.demo import DemoJobConfig
@@ -19,7 +20,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 CLASSES = {
     "synth": SynthJobConfig, "convert": ConvertJobConfig, "train": TrainJobConfig, "encode": EncodeJobConfig,
     "build-index": BuildIndexJobConfig, "build_index": BuildIndexJobConfig, "evaluate": EvaluateJobConfig,
-    "search": SearchConfig, "demo": DemoJobConfig, "pipeline": PipelineJobConfig,
+    "search": SearchConfig, "demo": DemoJobConfig, "pipeline": PipelineJobConfig, "compress": CompressJobConfig,
 }
 SHIPPED = sorted([*REPO.glob("configs/*.yaml"), *REPO.glob("cluster/configs/*.yaml")])
 

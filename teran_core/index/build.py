@@ -37,7 +37,12 @@ def vectors_per_item(emb: EmbeddingSet, spec: PartSpec) -> np.ndarray:
 
 
 def plan_part(emb: EmbeddingSet, spec: PartSpec, section) -> IndexChoice:
-    """The index for one part: ``section.choose`` (an :class:`~teran_core.index.config.IndexSection`) on its size."""
+    """The index for one part: ``section.choose`` (an :class:`~teran_core.index.config.IndexSection`) on its size;
+    centroid lists for a centroids part."""
+    if spec.vectors == "centroids":
+        from teran_core.index.centroid_lists import lists_choice
+
+        return lists_choice(emb)
     return section.choose(int(vectors_per_item(emb, spec).sum()), emb.dim)
 
 
@@ -186,6 +191,11 @@ def build_part(emb: EmbeddingSet, spec: PartSpec, choice: IndexChoice, part_root
         >>> int(ids[0, 0])
         4
     """
+    if spec.vectors == "centroids":
+        from teran_core.index.centroid_lists import build_lists_shard
+
+        shards = [build_lists_shard(emb, shard, part_root) for shard in emb.shards]
+        return write_part_manifest(part_root, spec, choice, emb.dim, shards, {"points": 0, "seconds": 0.0})
     trained, train = train_part(emb, spec, choice, part_root, use_gpu)
     shards = [build_shard(emb, shard, spec, trained, part_root) for shard in emb.shards]
     return write_part_manifest(part_root, spec, choice, emb.dim, shards, train)

@@ -1,9 +1,15 @@
-"""Stage one of two-stage retrieval: candidate items from global kNN, token-level kNN, or their union.
+"""Stage one of two-stage retrieval: candidate items from global kNN, token-level kNN, centroid interaction, or unions.
 
 Token-level candidates are ColBERT-style: every content token of a query searches the other
 side's token index; an item's approximate score is TERAN's MrSw restricted to the hits found,
 sum over words of the best (word, region) hit, and the best-scoring items become candidates.
 For text->image the words are the query's tokens; for image->text the words are the hit tokens.
+
+Centroid candidates are PLAID's (docs/engine.md): each query token probes its ``ncells`` nearest
+shared centroids among those holding tokens of the other side (across modalities a query token's
+nearest centroids are often ones only its own side occupies), the items in their inverted lists are the pool, and each is scored by an
+approximate MrSw computed from centroid scores alone (each item token replaced by its centroid;
+centroids whose best query score is below ``centroid_score_threshold`` count 0).
 """
 
 from __future__ import annotations
@@ -15,7 +21,11 @@ import numpy as np
 from teran_core.index.idmap import SLOT_BITS, token_owners
 from teran_core.index.search import ShardedIndex
 
-__all__ = ["global_candidates", "token_candidates", "aggregate_token_hits", "union_candidates"]
+__all__ = ["global_candidates", "token_candidates", "aggregate_token_hits", "union_candidates", "plaid_defaults",
+           "centroid_candidates", "approximate_scores"]
+
+# PLAID's settings by k (Santhanam et al., CIKM 2022): k -> (ncells, centroid_score_threshold, ndocs)
+PLAID_DEFAULTS = ((10, (1, 0.5, 256)), (100, (2, 0.45, 1024)), (None, (4, 0.4, 4096)))
 
 
 def global_candidates(index: ShardedIndex, queries: np.ndarray, k: int) -> list[np.ndarray]:
@@ -101,3 +111,78 @@ def union_candidates(*lists: Sequence[np.ndarray]) -> list[np.ndarray]:
         [1, 4, 7]
     """
     return [np.unique(np.concatenate(parts)) for parts in zip(*lists)]
+
+
+def plaid_defaults(k: int) -> tuple[int, float, int]:
+    """PLAID's (ncells, centroid_score_threshold, ndocs) for k results.
+
+    Example:
+        >>> plaid_defaults(10), plaid_defaults(100), plaid_defaults(1000)
+        ((1, 0.5, 256), (2, 0.45, 1024), (4, 0.4, 4096))
+    """
+    return next(settings for bound, settings in PLAID_DEFAULTS if bound is None or k <= bound)
+
+
+def approximate_scores(centroid_scores: np.ndarray, codes: np.ndarray, counts: np.ndarray, words_from: str) -> np.ndarray:
+    """Approximate MrSw of n items from centroid scores alone.
+
+    Args:
+        centroid_scores: (W, K) query tokens x centroids, pruned centroids already 0.
+        codes: (T,) centroid ids of the items' content tokens, item after item.
+        counts: (n,) tokens per item, each >= 1.
+        words_from: "query" (text->image: sum over query words of the max over the item's centroids)
+            or "items" (image->text: sum over the item's word centroids of the max over query regions).
+
+    Example:
+        >>> s = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.3]])  # 2 query tokens, 3 centroids
+        >>> approximate_scores(s, np.array([0, 2, 1]), np.array([2, 1]), "query").round(2).tolist()
+        [1.2, 0.9]
+        >>> approximate_scores(s, np.array([0, 2, 1]), np.array([2, 1]), "items").round(2).tolist()
+        [1.2, 0.8]
+    """
+    starts = np.cumsum(counts) - counts
+    if words_from == "query":
+        return np.maximum.reduceat(centroid_scores[:, codes], starts, axis=1).sum(axis=0)  # (n,)
+    if words_from == "items":
+        return np.add.reduceat(centroid_scores.max(axis=0)[codes], starts)
+    raise ValueError(f"words_from {words_from!r}: expected 'query' or 'items'")
+
+
+def centroid_candidates(lists, query_tokens: Sequence[np.ndarray], k: int, *, ncells: int, threshold: float, ndocs: int,
+                        words_from: str) -> list[np.ndarray]:
+    """Per query, up to min(k, ndocs) candidate items by centroid interaction (best approximate score first).
+
+    Args:
+        lists: the other side's :class:`~teran_core.index.centroid_lists.CentroidLists`.
+        query_tokens: per query, its (W_q, D) content tokens.
+        k: candidates per query.
+        ncells: centroids probed per query token.
+        threshold: centroids whose best score over the query's tokens is below it count 0 in the
+            approximate score; -1 or less prunes none.
+        ndocs: the most items kept by approximate score.
+        words_from: "query" for text->image, "items" for image->text (see :func:`approximate_scores`).
+    """
+    keep_n = min(k, ndocs)
+    ncells = min(ncells, int(lists.occupied.sum()))
+    if ncells == 0:
+        return [np.zeros(0, np.int64) for _ in query_tokens]
+    out = []
+    for tokens in query_tokens:
+        if len(tokens) == 0:
+            out.append(np.zeros(0, np.int64))
+            continue
+        scores = np.asarray(tokens, np.float32) @ lists.centroids.T  # (W, K)
+        probe = np.where(lists.occupied, scores, -np.inf)  # only centroids with items of the other side
+        cells = np.unique(np.argpartition(-probe, ncells - 1, axis=1)[:, :ncells])
+        items = lists.items_in(cells)
+        codes, counts = lists.forward(items)
+        items = items[counts > 0]  # an item with no content token cannot be scored (it is in no list either)
+        if items.size == 0:
+            out.append(items)
+            continue
+        if threshold > -1:
+            scores = np.where(scores.max(axis=0, keepdims=True) >= threshold, scores, 0.0)
+        approx = approximate_scores(scores, codes, counts[counts > 0], words_from)
+        best = np.lexsort((items, -approx))[:keep_n]
+        out.append(items[best])
+    return out

@@ -7,7 +7,7 @@ import json
 
 from teran_core.embedding_set import EmbeddingSet, ShardInfo
 from teran_core.index.idmap import IdMap, write_id_shard
-from teran_core.index.layout import INDEX_FORMAT_VERSION, read_index_manifest, read_part_manifest, write_json
+from teran_core.index.layout import INDEX_FORMAT_VERSION, PartSpec, read_index_manifest, read_part_manifest, write_json
 from teran_core.index.search import ShardedIndex
 from teran_core.storage import Location, StorageConfig, resolve
 
@@ -100,8 +100,15 @@ class TeranIndex:
         if name not in self.manifest["parts"]:
             raise KeyError(f"{self.root.uri} has no index part {name!r}; it has {self.part_names}")
 
-    def part(self, name: str, *, mmap: bool = True, use_gpu: bool = False) -> ShardedIndex:
+    def part(self, name: str, *, mmap: bool = True, use_gpu: bool = False):
+        """A FAISS part as a :class:`ShardedIndex`; a centroids part as a
+        :class:`~teran_core.index.centroid_lists.CentroidLists` (with the embedding set's centroids)."""
         self._check_part(name)
+        spec = PartSpec.from_name(name)
+        if spec.vectors == "centroids":
+            from teran_core.index.centroid_lists import CentroidLists
+
+            return CentroidLists.open(self.root.join(name), self.embeddings(spec.side).codec.centroids)
         return ShardedIndex.open(self.root.join(name), mmap=mmap, use_gpu=use_gpu)
 
     def part_manifest(self, name: str) -> dict:

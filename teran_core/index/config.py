@@ -39,7 +39,7 @@ class BuildPaths:
 class IndexSection:
     """Index type and build resources, applied to every part."""
 
-    parts: list[str] = dataclasses.field(default_factory=lambda: ["images-global", "captions-global", "images-regions", "captions-words"])  # token parts give the candidates TERAN's untrained global slot cannot
+    parts: list[str] = dataclasses.field(default_factory=lambda: ["images-global", "captions-global", "images-regions", "captions-words"])  # token parts give the candidates TERAN's untrained global slot cannot; over a compressed set, images-centroids and captions-centroids replace images-regions and captions-words (docs/engine.md)
     factory: str = "auto"  # "auto" (by size and budget, autofaiss-style) or a FAISS index_factory string for every part
     memory_budget_gb: float = knob(16.0, gt=0)  # the most memory one part's index may take when searched
     flat_max: int = knob(100_000, ge=0)  # auto: exact search at or below this many vectors
@@ -57,7 +57,8 @@ class IndexSection:
             except ValueError as err:
                 problems.append(f"parts: {err}")
         if not self.parts:
-            problems.append("parts: empty; expected at least one of images-global, captions-global, images-regions, captions-words")
+            problems.append("parts: empty; expected at least one of images-global, captions-global, images-regions, captions-words, "
+                            "images-centroids, captions-centroids")
         return problems
 
     def specs(self) -> list[PartSpec]:

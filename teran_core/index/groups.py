@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from teran_core.index.catalog import TeranIndex
+from teran_core.index.layout import PartSpec
 from teran_core.index.search import ShardedIndex, check_queries, merge_topk
 from teran_core.storage import StorageConfig
 
@@ -28,7 +29,8 @@ ShardGroup = dict[str, list[str]]  # part name -> the shard file names of that p
 def shard_groups(index: TeranIndex, max_bytes: int) -> list[ShardGroup]:
     """Every shard of every part, in consecutive groups of at most ``max_bytes`` of shard files.
 
-    A shard larger than ``max_bytes`` makes a group alone. Groups may mix parts.
+    A shard larger than ``max_bytes`` makes a group alone. Groups may mix parts. Centroids parts are
+    left out: they hold ids only, and each evaluator opens them itself (:meth:`TeranIndex.part`).
 
     Example:
         >>> groups = shard_groups(TeranIndex.open("/data/index"), 2**30)  # doctest: +SKIP
@@ -37,7 +39,7 @@ def shard_groups(index: TeranIndex, max_bytes: int) -> list[ShardGroup]:
     """
     groups: list[ShardGroup] = []
     used = max_bytes  # start a new group at the first shard
-    for part in index.part_names:
+    for part in (name for name in index.part_names if PartSpec.from_name(name).vectors != "centroids"):
         for shard in index.part_manifest(part)["shards"]:
             size = index.root.join(part, "shards", shard["name"]).size()
             if used + size > max_bytes:

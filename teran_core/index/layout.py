@@ -6,8 +6,10 @@
     <index>/<part>/shards/<stem>.faiss one index shard per embedding shard (same stem)
     <index>/<part>/part.json           written after its shards: type, search parameters, shards
 
-A part is one side's global vectors (``images-global``, ``captions-global``) or its token
-vectors (``images-regions``, ``captions-words``).
+A part is one side's global vectors (``images-global``, ``captions-global``), its token
+vectors (``images-regions``, ``captions-words``), or, over a compressed embedding set, its
+centroid -> items lists (``images-centroids``, ``captions-centroids``; docs/engine.md), whose
+shard files are ``<stem>.npz``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
 
 INDEX_FORMAT_VERSION = 1
 _TOKEN_PART = {"images": "regions", "captions": "words"}
+VECTORS = ("global", "tokens", "centroids")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,15 +37,15 @@ class PartSpec:
     """One index of a side: its global vectors or its token vectors."""
 
     side: str  # "images" | "captions"
-    vectors: str  # "global" | "tokens"
+    vectors: str  # "global" | "tokens" | "centroids"
 
     def __post_init__(self):
-        if self.side not in _TOKEN_PART or self.vectors not in ("global", "tokens"):
-            raise ValueError(f"index part ({self.side!r}, {self.vectors!r}): expected side images|captions and vectors global|tokens")
+        if self.side not in _TOKEN_PART or self.vectors not in VECTORS:
+            raise ValueError(f"index part ({self.side!r}, {self.vectors!r}): expected side images|captions and vectors {'|'.join(VECTORS)}")
 
     @property
     def name(self) -> str:
-        return f"{self.side}-{'global' if self.vectors == 'global' else _TOKEN_PART[self.side]}"
+        return f"{self.side}-{_TOKEN_PART[self.side] if self.vectors == 'tokens' else self.vectors}"
 
     @classmethod
     def from_name(cls, name: str) -> "PartSpec":
@@ -53,9 +56,9 @@ class PartSpec:
             PartSpec(side='images', vectors='tokens')
         """
         side, _, kind = name.partition("-")
-        vectors = "global" if kind == "global" else "tokens" if _TOKEN_PART.get(side) == kind else None
+        vectors = kind if kind in ("global", "centroids") and side in _TOKEN_PART else "tokens" if _TOKEN_PART.get(side) == kind else None
         if vectors is None:
-            known = [f"{s}-global" for s in _TOKEN_PART] + [f"{s}-{t}" for s, t in _TOKEN_PART.items()]
+            known = [f"{s}-{v}" for v in ("global", "centroids") for s in _TOKEN_PART] + [f"{s}-{t}" for s, t in _TOKEN_PART.items()]
             raise ValueError(f"index part {name!r} is not known; expected one of {known}")
         return cls(side, vectors)
 

@@ -83,3 +83,38 @@ def test_build_index_then_evaluate(ray_session, storage_root, capsys, caplog):
     assert all("it was cut at encode time or embedded with another tokenizer" in a["error"] for a in examples["alignments"])
     assert "No alignment view" in out.join("report.html").read_text()
     assert np.isfinite(results["latency_ms"]["p99"])
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_centroid_lists_on_ray_then_evaluate_from_the_compressed_store(ray_session, s3_root, capsys):
+    from teran_core.compress.run import CompressSection, compress_in_process
+
+    dataset, fp16, emb, index, out = (s3_root.join(p) for p in ("data", "fp16", "emb", "index", "eval"))
+    generate_dataset(SynthConfig(images=24, feature_dim=4, group_size=2, test_images=20, dev_images=0), dataset)
+    n_images, n_captions = embed_split(dataset, fp16)
+    compress_in_process(fp16, emb, CompressSection(nbits=2))
+    common = storage_args(s3_root)
+    parts = "index.parts=[images-global,captions-global,images-centroids,captions-centroids]"
+    assert build_index.main(["--config", "configs/build_index.yaml", f"paths.embeddings={emb.uri}", f"paths.index={index.uri}",
+                             parts, "index.add_task_cpus=0.5", *common]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["parts"]["images-centroids"]["factory"] == "centroids"
+    assert summary["parts"]["images-centroids"]["shards"] == 2
+    lists = TeranIndex.open(index).part("images-centroids")
+    assert lists.items_in(np.arange(lists.n_centroids)).tolist() == list(range(n_images))  # every image is in some list
+
+    assert build_index.main(["--config", "configs/build_index.yaml", f"paths.embeddings={fp16.uri}",
+                             f"paths.index={s3_root.join('index-fp16').uri}", parts, *common]) == 2  # fp16 set: refused
+    assert "needs a compressed embedding set" in capsys.readouterr().err
+
+    assert evaluate.main([
+        "--config", "configs/evaluate.yaml", f"paths.dataset={dataset.uri}", f"paths.index={index.uri}",
+        f"paths.output={out.uri}", "eval.protocol=all", "eval.k_sweep=[5,20]", "eval.actor_cpus=0.5", "eval.latency_queries=3",
+        "eval.searcher_max_bytes=1", "two_stage.k_candidates=20", "two_stage.i2t_k_factor=5",
+        "two_stage.t2i_candidates=centroids", "two_stage.i2t_candidates=union", "two_stage.union_with=centroids",
+        "two_stage.ncells=1000", "two_stage.centroid_score_threshold=-1", *common]) == 0
+    results = json.loads(out.join("results.json").read_text())
+    exhaustive, two_stage = results["evaluators"]["exhaustive"], results["evaluators"]["two-stage"]
+    assert two_stage["metrics"]["t2i_r10"] == exhaustive["metrics"]["t2i_r10"]  # every centroid probed, K' = 20 = every image
+    assert two_stage["metrics"]["i2t_r10"] == exhaustive["metrics"]["i2t_r10"]  # K' = 100 = every caption

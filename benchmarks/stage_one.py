@@ -1,0 +1,240 @@
+"""Stage-one sources on encoded embeddings: token kNN, centroid interaction (PLAID), global, union; one run.
+
+    python benchmarks/stage_one.py --sizes 2000 --checkpoint demo_output/models/teran   # a trained checkpoint
+    python benchmarks/stage_one.py --embeddings /data/emb/coco                            # reuse an fp16 embedding set
+
+Per size: a grounded synthetic dataset (``teran synth``) encoded by ``teran encode`` with the given
+checkpoint (default: an untrained reduced model, which measures cost and stage-one agreement with
+exhaustive scoring, not retrieval quality), or a given fp16 embedding set. Ground truth comes from
+the synthetic ids (caption ``<image_id>-<k>``). Then, in this process: ``compress`` (shared
+centroids + residual bits, docs/engine.md), an index over the fp16 set (global + IVF-Flat token
+parts, today's) and one over the compressed set (global + centroid lists).
+
+Printed, on the same sampled queries, one query at a time:
+- exhaustive R@1/5/10 (stage two over every item) on the fp16 and on the compressed store;
+- per stage-one source and K' (both directions): candidate recall@K' (share of the exhaustive
+  top-10 inside the candidates), two-stage R@1/5/10, pairs scored per query, latency per query
+  (both stages) and the speed-up over exhaustive;
+- bytes per token of each store and the disk use of each whole setup.
+Sources: ``tokens`` (fp16 store, today's), ``centroids`` (compressed store), ``centroids-fp16``
+(the same candidates scored on the fp16 store: what compression costs stage two), ``global`` and
+``union`` (global + centroids), both on the compressed store. The distilled global head, where it
+has landed, is what the ``global`` column holds.
+
+``benchmarks/two_stage.py`` keeps model-free synthetic token sets as a fast check; this is the headline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from teran_core.compress.run import CompressSection, compress_in_process  # noqa: E402
+from teran_core.embedding_set import EmbeddingSet  # noqa: E402
+from teran_core.index.catalog import TeranIndex, build_index  # noqa: E402
+from teran_core.index.config import IndexSection  # noqa: E402
+from teran_core.retrieval import TwoStageConfig, TwoStageRetriever  # noqa: E402
+from teran_core.storage import resolve  # noqa: E402
+
+K_PRIMES = (50, 100, 200, 500, 1000)
+SOURCES = ("tokens", "centroids", "centroids-fp16", "global", "union")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[10_000], help="images per synthetic collection (5 captions each)")
+    p.add_argument("--embeddings", help="an fp16 embedding set to reuse (synthetic ids) instead of synth + encode")
+    p.add_argument("--checkpoint", default="", help="a trained teran checkpoint (default: an untrained reduced model)")
+    p.add_argument("--feature-dim", type=int, default=64, help="F of the synthetic features (untrained model only)")
+    p.add_argument("--embed-size", type=int, default=128, help="D (untrained model only)")
+    p.add_argument("--t2i-queries", type=int, default=200)
+    p.add_argument("--i2t-queries", type=int, default=50)
+    p.add_argument("--k-primes", type=int, nargs="+", default=list(K_PRIMES), help="K' per direction")
+    p.add_argument("--nbits", type=int, default=2, choices=[1, 2])
+    p.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
+    p.add_argument("--workdir", help="where everything goes (default: a temporary folder)")
+    p.add_argument("--json", help="also write the results here")
+    return p.parse_args(argv)
+
+
+def run_job(module: str, config: dict, path: Path) -> None:
+    path.write_text(f"# python -m jobs.{module} --config {path}\n" + yaml.safe_dump(config, sort_keys=False))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with open(path.with_suffix(".log"), "w") as log:
+        code = subprocess.run([sys.executable, "-m", f"jobs.{module}", "--config", str(path)], cwd=REPO, env=env,
+                              stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+    if code:
+        raise RuntimeError(f"jobs.{module} failed ({code}); see {path.with_suffix('.log')}")
+
+
+def encode_collection(args, n: int, work: Path) -> Path:
+    """synth + encode (a fresh local Ray each); returns the fp16 embedding set folder."""
+    checkpoint = args.checkpoint
+    if not checkpoint:
+        from teran_core.checkpoint import save_checkpoint
+        from teran_core.model.config import TeranConfig
+        from teran_core.model.teran import TERAN
+
+        checkpoint = str(work / "untrained")
+        cfg = TeranConfig(feat_dim=args.feature_dim, embed_size=args.embed_size, visual_layers=1, joint_layers=1, heads=4,
+                          feedforward=2 * args.embed_size, bert_layers=1, fine_tune=False)
+        save_checkpoint(TERAN(cfg), checkpoint)
+    from teran_core.checkpoint import load_checkpoint
+
+    feature_dim = load_checkpoint(checkpoint).config.feat_dim
+    ray = {"num_cpus": os.cpu_count(), "object_store_memory_mb": 1024}
+    run_job("synth", {"synth": {"images": n, "seed": 0, "feature_dim": feature_dim, "test_images": min(1000, n), "dev_images": 0},
+                      "output": {"uri": str(work / "dataset"), "overwrite": True}, "ray": ray}, work / "synth.yaml")
+    run_job("encode", {"input": {"dataset": str(work / "dataset")}, "model": {"checkpoint": checkpoint},
+                       "output": {"uri": str(work / "emb-fp16")},
+                       "encode": {"batch_size": 256, "cpus_per_actor": 0.5, "precision": "float32", "progress_interval_s": 60},
+                       "ray": ray}, work / "encode.yaml")
+    return work / "emb-fp16"
+
+
+class AllItems:
+    """A stand-in global part whose every search returns the whole collection: stage two over it is exhaustive."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def search(self, queries, k):
+        return np.zeros((len(queries), self.n), np.float32), np.tile(np.arange(self.n), (len(queries), 1))
+
+
+def disk(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def store_bytes(emb: EmbeddingSet) -> tuple[int, int]:
+    """(shard bytes, token slots) of one side."""
+    size = sum(emb.location.join(s.name).size() for s in emb.shards)
+    tokens = sum(int(t.column("length").to_numpy().sum()) for _, t in emb.iter_shards(["length"]))
+    return size, tokens
+
+
+def recall_at(ranked_items: np.ndarray, truth: list[set]) -> dict:
+    hits = [next((r for r, item in enumerate(row) if item in t), None) for row, t in zip(ranked_items, truth)]
+    return {f"R@{k}": float(np.mean([h is not None and h < k for h in hits])) for k in (1, 5, 10)}
+
+
+def queries_of(side: EmbeddingSet, n: int, seed: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(seed).choice(len(side), size=min(n, len(side)), replace=False))
+
+
+def run_size(args, emb_root: Path, work: Path) -> dict:
+    res_root = work / "emb-res"
+    if not (res_root / "captions" / "manifest.json").exists():
+        compress_in_process(resolve(str(emb_root)), resolve(str(res_root)), CompressSection(nbits=args.nbits))
+    section = dict(flat_max=0, hnsw_max=0, use_gpu=False)  # IVF for every FAISS part, as benchmarks/scale.py
+    for name, root, parts in (("fp16", emb_root, ["images-global", "captions-global", "images-regions", "captions-words"]),
+                              ("res", res_root, ["images-global", "captions-global", "images-centroids", "captions-centroids"])):
+        if not (work / f"index-{name}" / "index.json").exists():
+            build_index(resolve(str(root)), resolve(str(work / f"index-{name}")), IndexSection(parts=parts, **section))
+    indexes = {name: TeranIndex.open(str(work / f"index-{name}")) for name in ("fp16", "res")}
+    stores = {name: {side: idx.embeddings(side) for side in ("images", "captions")} for name, idx in indexes.items()}
+    parts = {name: idx.parts() for name, idx in indexes.items()}
+    images, captions = stores["fp16"]["images"], stores["fp16"]["captions"]
+    image_ids, caption_ids = images.read_ids(), captions.read_ids()
+    position = {image_id: i for i, image_id in enumerate(image_ids)}
+    owner = np.array([position[c.rsplit("-", 1)[0]] for c in caption_ids])  # synthetic ids: <image_id>-<k>
+    captions_of = [set() for _ in image_ids]
+    for c, i in enumerate(owner):
+        captions_of[i].add(c)
+    directions = {"captions": queries_of(captions, args.t2i_queries, 0), "images": queries_of(images, args.i2t_queries, 1)}
+    truth = {"captions": [{int(owner[q])} for q in directions["captions"]], "images": [captions_of[q] for q in directions["images"]]}
+    out = {"images": len(images), "captions": len(captions), "exhaustive": {}, "sources": {}, "store": {}}
+
+    def search(config, store, part_set, side):
+        retriever = TwoStageRetriever(config, images=store["images"], captions=store["captions"], parts=part_set)
+        batch = stores["fp16"][side].fetch(directions[side])  # queries as the encoder gave them (fp16)
+        ranked = retriever.search(side, batch, k=10)
+        cands = [c for start in range(len(batch)) for c in retriever.candidates(
+            side, batch.tokens[start:start + 1], batch.lengths[start:start + 1])]
+        return ranked, cands
+
+    exhaustive_top = {}
+    for store_name in ("fp16", "res"):
+        for side in ("captions", "images"):
+            n_target = len(captions) if side == "images" else len(images)
+            config = TwoStageConfig(k_candidates=n_target, i2t_k_factor=1.0, t2i_candidates="global", i2t_candidates="global", query_batch=1)
+            ranked, _ = search(config, stores[store_name], {"images-global": AllItems(len(images)), "captions-global": AllItems(len(captions))}, side)
+            out["exhaustive"][f"{store_name}/{side}"] = {**recall_at(ranked.items, truth[side]),
+                                                         "latency_ms": 1000 * float(np.mean(ranked.batch_seconds)), "pairs": n_target}
+            if store_name == "fp16":
+                exhaustive_top[side] = ranked.items
+            print(f"exhaustive {store_name:5s} {side:8s} {out['exhaustive'][f'{store_name}/{side}']}", flush=True)
+    for source in args.sources:
+        for k_prime in args.k_primes:
+            store_name = "fp16" if source in ("tokens", "centroids-fp16") else "res"
+            part_set = parts["fp16"] if source == "tokens" else parts["res"]
+            name = {"centroids-fp16": "centroids", "union": "union"}.get(source, source)
+            config = TwoStageConfig(k_candidates=k_prime, i2t_k_factor=1.0, t2i_candidates=name, i2t_candidates=name,
+                                    union_with="centroids", query_batch=1, ndocs=max(k_prime, 256))
+            for side in ("captions", "images"):
+                ranked, cands = search(config, stores[store_name], part_set, side)
+                inside = np.mean([len(set(top[top >= 0]) & set(c)) / max(1, (top >= 0).sum()) for top, c in zip(exhaustive_top[side], cands)])
+                row = {**recall_at(ranked.items, truth[side]), "candidate_recall": float(inside),
+                       "pairs": float(np.mean(ranked.n_scored)), "latency_ms": 1000 * float(np.mean(ranked.batch_seconds))}
+                row["speedup"] = out["exhaustive"][f"fp16/{side}"]["latency_ms"] / row["latency_ms"]
+                out["sources"][f"{source}/{side}/{k_prime}"] = row
+                print(f"{source:15s} {side:8s} K'={k_prime:5d} " + " ".join(f"{k}={v:.3f}" for k, v in row.items()), flush=True)
+    for name in ("fp16", "res"):
+        sizes = [store_bytes(stores[name][side]) for side in ("images", "captions")]
+        out["store"][name] = {"bytes_per_token": sum(s for s, _ in sizes) / sum(t for _, t in sizes),
+                              "embeddings_bytes": disk(emb_root if name == "fp16" else res_root), "index_bytes": disk(work / f"index-{name}")}
+        out["store"][name]["total_bytes"] = out["store"][name]["embeddings_bytes"] + out["store"][name]["index_bytes"]
+    out["store"]["codec"] = {k: v for k, v in stores["res"]["images"].manifest["codec"].items() if k in ("nbits", "n_centroids", "dim")}
+    return out
+
+
+def print_tables(n: int, result: dict) -> None:
+    print(f"\n== N = {result['images']} images, {result['captions']} captions ==")
+    for key, row in result["exhaustive"].items():
+        print(f"exhaustive {key:18s} R@1 {row['R@1']:.3f} R@5 {row['R@5']:.3f} R@10 {row['R@10']:.3f}  {row['latency_ms']:8.1f} ms/query")
+    print(f"{'source/direction/K':34s} {'cand@K':>7s} {'R@1':>6s} {'R@5':>6s} {'R@10':>6s} {'R@10/exh':>8s} {'pairs':>8s} {'ms/q':>8s} {'speedup':>8s}")
+    for key, row in result["sources"].items():
+        side = key.split("/")[1]
+        exhaustive = result["exhaustive"][f"fp16/{side}"]["R@10"]
+        ratio = f"{row['R@10'] / exhaustive:8.3f}" if exhaustive else f"{'n/a':>8s}"  # an untrained model can score 0
+        print(f"{key:34s} {row['candidate_recall']:7.3f} {row['R@1']:6.3f} {row['R@5']:6.3f} {row['R@10']:6.3f} {ratio} "
+              f"{row['pairs']:8.0f} {row['latency_ms']:8.1f} {row['speedup']:8.1f}")
+    s = result["store"]
+    print(f"bytes/token: fp16 {s['fp16']['bytes_per_token']:.1f}, compressed {s['res']['bytes_per_token']:.1f} "
+          f"({s['fp16']['bytes_per_token'] / s['res']['bytes_per_token']:.2f}x smaller; codec {s['codec']})")
+    print(f"disk: fp16 set + token index {s['fp16']['total_bytes'] / 2**20:.1f} MiB, compressed set + centroid lists "
+          f"{s['res']['total_bytes'] / 2**20:.1f} MiB ({s['fp16']['total_bytes'] / s['res']['total_bytes']:.2f}x smaller)")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    base = Path(args.workdir or tempfile.mkdtemp(prefix="stage-one-"))
+    base.mkdir(parents=True, exist_ok=True)
+    results = {}
+    runs = [("given", Path(args.embeddings))] if args.embeddings else [(str(n), None) for n in args.sizes]
+    for label, given in runs:
+        work = base / f"n{label}"
+        work.mkdir(exist_ok=True)
+        emb = given or (work / "emb-fp16" if (work / "emb-fp16" / "captions" / "manifest.json").exists() else encode_collection(args, int(label), work))
+        results[label] = run_size(args, emb, work)
+        print_tables(label, results[label])
+    print(f"\nmodel: {args.checkpoint or 'untrained reduced model (cost and agreement with exhaustive only, not retrieval quality)'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

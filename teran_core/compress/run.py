@@ -1,0 +1,187 @@
+"""``teran compress``: an fp16 embedding set -> a residual-compressed one, exactly once and resumable.
+
+Why a job of its own rather than compressing inside ``teran encode`` (docs/engine.md): the shared
+centroids need a sample of *encoded* tokens of both sides before the first shard can be compressed,
+so an encode that wrote compressed shards directly would have to encode a sample twice or hold
+shards back; the compress pass is a cheap CPU pass over finished shards and leaves encode's
+exactly-once machinery as it is.
+
+Order of writes, each atomic:
+1. ``<out>/codec/centroids.npy`` then ``codec.json``: trained once (one task), then only read, so a
+   killed and rerun job compresses every shard against the same centroids.
+2. per shard: ``<out>/<side>/<stem>.parquet`` then its marker ``_done/<stem>.json``. A shard whose
+   marker names the same source shard bytes, codec and output bytes is skipped on a rerun.
+3. per side: ``manifest.json`` last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Literal
+
+import numpy as np
+
+from teran_core.compress.centroids import centroid_count, train_centroids
+from teran_core.compress.codec import fit_codec
+from teran_core.compress.store import (CODEC_DIR, COMPRESSED_FORMAT_VERSION, compress_table, compressed_schema, read_codec,
+                                       write_codec)
+from teran_core.config import RayConfig, knob
+from teran_core.data.writer import write_parquet
+from teran_core.embedding_set import KINDS, EmbeddingSet, ShardInfo
+from teran_core.storage import Location, StorageConfig
+
+__all__ = ["CompressSection", "CompressPaths", "CompressJobConfig", "sample_both_sides", "train_codec", "compress_shard",
+           "write_side_manifest", "compress_in_process"]
+
+
+@dataclasses.dataclass
+class CompressSection:
+    """How tokens are compressed."""
+
+    nbits: Literal[1, 2] = 2  # residual bits per dimension: 2 keeps two-stage recall of fp16 (docs/engine.md); 1 halves the residual bytes
+    train_points_per_centroid: int = knob(64, ge=39)  # k-means sample = this x centroids (FAISS warns below 39)
+    max_train_points: int = knob(1_000_000, ge=1)  # cap on the k-means sample (tokens of both sides together)
+    heldout_points: int = knob(50_000, ge=1)  # tokens, not seen by k-means, whose residuals set the bucket edges
+    n_centroids: int = knob(0, ge=0)  # 0 = PLAID's 2^floor(log2(16 sqrt(N_tokens))), capped at sample/39
+    niter: int = knob(20, ge=1)  # k-means iterations
+    seed: int = knob(0, ge=0)  # sample draw and k-means seed
+    shard_task_cpus: float = knob(1.0, gt=0)  # Ray CPUs per shard task
+
+
+@dataclasses.dataclass
+class CompressPaths:
+    embeddings: str = ""  # the fp16 embedding set (holding images/ and captions/): a local path or s3://bucket/prefix
+    output: str = ""  # where the compressed set goes (a different folder)
+
+
+@dataclasses.dataclass
+class CompressJobConfig:
+    """``teran compress``: an fp16 embedding set -> centroids plus a residual-compressed embedding set."""
+
+    paths: CompressPaths = dataclasses.field(default_factory=CompressPaths)
+    compress: CompressSection = dataclasses.field(default_factory=CompressSection)
+    storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)
+    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
+
+    def missing(self) -> list[str]:
+        from teran_core.index.config import missing_paths
+
+        problems = missing_paths(self.paths, ("embeddings", "output"))
+        if not problems and self.paths.embeddings.rstrip("/") == self.paths.output.rstrip("/"):
+            problems.append("paths.output: must differ from paths.embeddings (the fp16 set is read while the compressed one is written)")
+        return problems
+
+
+def sample_both_sides(sides: dict[str, EmbeddingSet], n_points: int, seed: int) -> np.ndarray:
+    """``n_points`` content tokens from whole items of both sides, each side in proportion to its tokens."""
+    from teran_core.index.build import training_sample, vectors_per_item
+    from teran_core.index.layout import PartSpec
+
+    specs = {kind: PartSpec(kind, "tokens") for kind in sides}
+    counts = {kind: int(vectors_per_item(emb, specs[kind]).sum()) for kind, emb in sides.items()}
+    total = max(sum(counts.values()), 1)
+    parts = [training_sample(emb, specs[kind], max(1, round(n_points * counts[kind] / total)), seed)
+             for kind, emb in sides.items() if counts[kind]]
+    sample = np.concatenate(parts)
+    return sample[np.random.default_rng(seed).permutation(len(sample))]
+
+
+def train_codec(sides: dict[str, EmbeddingSet], out_root: Location, section: CompressSection) -> dict:
+    """Trains the shared centroids and the residual buckets, writes them under ``<out>/codec``; returns codec.json.
+
+    An existing codec.json is returned as it is: the centroids are trained once per output.
+    """
+    from teran_core.index.build import vectors_per_item
+    from teran_core.index.layout import PartSpec
+
+    where = out_root.join(CODEC_DIR, "codec.json")
+    if where.exists():
+        return json.loads(where.read_text())
+    start = time.perf_counter()
+    n_tokens = sum(int(vectors_per_item(emb, PartSpec(kind, "tokens")).sum()) for kind, emb in sides.items())
+    k = section.n_centroids or centroid_count(n_tokens)
+    train_points = min(n_tokens, section.max_train_points, k * section.train_points_per_centroid)
+    sample = sample_both_sides(sides, train_points + section.heldout_points, section.seed)
+    train, heldout = sample[:train_points], sample[train_points:]
+    if len(heldout) == 0:  # a set smaller than the sample asked for: the held-out share is what is left
+        train, heldout = sample[: len(sample) * 4 // 5], sample[len(sample) * 4 // 5:]
+    k = min(k, centroid_count(n_tokens, len(train))) if not section.n_centroids else k
+    codec = fit_codec(train_centroids(train, k, section.seed, section.niter), heldout, section.nbits)
+    return write_codec(out_root, codec, {"tokens": n_tokens, "train_points": len(train), "heldout_points": len(heldout),
+                                         "seconds": round(time.perf_counter() - start, 3)})
+
+
+def _marker_matches(marker: dict | None, shard_entry: dict, codec_entry: dict, out_side: Location, stem: str) -> bool:
+    if marker is None:
+        return False
+    same = (marker.get("source_sha256") == shard_entry.get("sha256") and marker.get("centroids_sha256") == codec_entry["centroids_sha256"]
+            and marker.get("nbits") == codec_entry["nbits"])
+    shard = out_side.join(f"{stem}.parquet")
+    return same and shard.exists() and shard.size() == marker.get("bytes")
+
+
+def compress_shard(emb: EmbeddingSet, shard: ShardInfo, out_root: Location, codec_entry: dict) -> dict:
+    """Compresses one fp16 shard into ``<out>/<side>/<stem>.parquet`` then writes its marker; returns the marker.
+
+    A shard whose marker already matches (same source bytes, codec and output bytes) is not rewritten.
+
+    Raises:
+        ValueError: the compressed rows are not the source rows, each exactly once and in order.
+    """
+    start = time.perf_counter()
+    out_side, stem = out_root.join(emb.kind), shard.name.removesuffix(".parquet")
+    marker_loc = out_side.join("_done", f"{stem}.json")
+    entry = next(s for s in emb.manifest["shards"] if s["name"] == shard.name)
+    marker = json.loads(marker_loc.read_text()) if marker_loc.exists() else None
+    if _marker_matches(marker, entry, codec_entry, out_side, stem):
+        return {**marker, "skipped": True}
+    source = emb.read_shard(shard)
+    table = compress_table(source, read_codec(out_root, codec_entry))
+    if table.column("id").to_pylist() != source.column("id").to_pylist():
+        raise ValueError(f"{emb.location.join(shard.name).uri}: compressed rows differ from the source rows; nothing was written")
+    info = write_parquet(out_side.join(shard.name), table, compressed_schema(emb.dim))
+    marker = {"rows": info.rows, "sha256": info.sha256, "bytes": info.bytes, "source": shard.name,
+              "source_sha256": entry.get("sha256"), "centroids_sha256": codec_entry["centroids_sha256"],
+              "nbits": codec_entry["nbits"], "seconds": round(time.perf_counter() - start, 3)}
+    marker_loc.write_text(json.dumps(marker, indent=1) + "\n")
+    return {**marker, "skipped": False}
+
+
+def write_side_manifest(emb: EmbeddingSet, out_root: Location, markers: list[dict], codec_entry: dict) -> dict:
+    """Writes ``<out>/<side>/manifest.json`` (after every shard's marker); returns it."""
+    if [m["source"] for m in markers] != [s.name for s in emb.shards] or any(m["rows"] != s.rows for m, s in zip(markers, emb.shards)):
+        raise ValueError(f"{out_root.join(emb.kind).uri}: the compressed shards do not match the source shards one to one")
+    manifest = {
+        "format_version": COMPRESSED_FORMAT_VERSION, "kind": emb.kind, "dim": emb.dim, "dtype": "float32",
+        "model": emb.manifest.get("model", {}), "source": emb.location.uri, "rejected": emb.manifest.get("rejected", 0),
+        "codec": {key: codec_entry[key] for key in ("name", "nbits", "n_centroids", "dim", "edges", "cutoffs", "weights",
+                                                    "centroids", "centroids_sha256")},
+        "shards": [{"name": m["source"], "rows": m["rows"], "sha256": m["sha256"], "bytes": m["bytes"], "source": m["source"]}
+                   for m in markers],
+    }
+    out_root.join(emb.kind, "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def compress_in_process(embeddings: Location, output: Location, section: CompressSection) -> dict:
+    """The whole job in this process (tests, tools, small sets): codec, every shard, manifests.
+
+    Example:
+        >>> import tempfile
+        >>> from teran_core.storage import resolve
+        >>> from teran_core.index.synthetic import GroundedSpec, write_grounded_embeddings
+        >>> root = resolve(tempfile.mkdtemp())
+        >>> _ = write_grounded_embeddings(root.join("fp16"), GroundedSpec(images=40, dim=16, images_per_shard=20))
+        >>> summary = compress_in_process(root.join("fp16"), root.join("res"), CompressSection(nbits=2))
+        >>> summary["codec"]["n_centroids"], EmbeddingSet.open(root.join("res", "images")).compressed
+        (64, True)
+    """
+    sides = {kind: EmbeddingSet.open(embeddings.join(kind), kind=kind) for kind in KINDS}
+    codec_entry = train_codec(sides, output, section)
+    markers = {kind: [compress_shard(emb, shard, output, codec_entry) for shard in emb.shards] for kind, emb in sides.items()}
+    for kind, emb in sides.items():
+        write_side_manifest(emb, output, markers[kind], codec_entry)
+    return {"codec": codec_entry, "shards": {k: len(m) for k, m in markers.items()},
+            "skipped": {k: sum(x["skipped"] for x in m) for k, m in markers.items()}}

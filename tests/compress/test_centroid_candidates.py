@@ -1,0 +1,83 @@
+"""The centroids stage-one source over a compressed embedding set and its centroid -> items lists (no Ray)."""
+
+import numpy as np
+import pytest
+
+from teran_core.compress.run import CompressSection, compress_in_process
+from teran_core.config import ConfigError, from_dict
+from teran_core.embedding_set import EmbeddingSet
+from teran_core.index.catalog import TeranIndex, build_index
+from teran_core.index.config import IndexSection
+from teran_core.index.synthetic import GroundedSpec, write_grounded_embeddings
+from teran_core.retrieval import TwoStageConfig
+from teran_core.storage import resolve
+
+SPEC = GroundedSpec(images=60, dim=32, regions=8, words=(3, 6), concepts=20, images_per_shard=25)
+N_IMAGES, N_CAPTIONS = 60, 300
+PARTS = ["images-global", "captions-global", "images-centroids", "captions-centroids"]
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    root = resolve(str(tmp_path_factory.mktemp("centroids")))
+    write_grounded_embeddings(root.join("fp16"), SPEC)
+    compress_in_process(root.join("fp16"), root.join("res"), CompressSection(nbits=2))
+    build_index(root.join("res"), root.join("index"), IndexSection(parts=PARTS))
+    return TeranIndex.open(root.join("index"))
+
+
+def queries(index, side, n):
+    return index.embeddings(side).fetch(np.arange(n))
+
+
+@pytest.mark.parametrize("query_side,n_items", [("captions", N_IMAGES), ("images", N_CAPTIONS)])
+def test_probing_every_centroid_without_pruning_returns_every_item(index, query_side, n_items):
+    lists = index.part(f"{'images' if query_side == 'captions' else 'captions'}-centroids")
+    config = TwoStageConfig(k_candidates=n_items, i2t_k_factor=1.0, t2i_candidates="centroids", i2t_candidates="centroids",
+                            ncells=lists.n_centroids, centroid_score_threshold=-1, ndocs=n_items)
+    retriever = index.retriever(config)
+    batch = queries(index, query_side, 4)
+    for cands in retriever.candidates(query_side, batch.tokens, batch.lengths):
+        assert sorted(cands.tolist()) == list(range(n_items))
+
+
+def test_centroid_candidates_rank_the_true_image_near_the_top(index):
+    retriever = index.retriever(TwoStageConfig(k_candidates=10, t2i_candidates="centroids"))
+    assert retriever.centroid_settings("captions") == (1, 0.5, 256)  # PLAID's defaults for K' <= 10
+    batch = queries(index, "captions", 50)
+    cands = retriever.candidates("captions", batch.tokens, batch.lengths)
+    assert all(len(c) <= 10 for c in cands)
+    owner = np.arange(50) // SPEC.captions_per_image
+    found = np.mean([o in c for o, c in zip(owner, cands)])
+    assert found >= 0.6, found  # 10 of 60 images by chance would find 1 in 6
+
+
+def test_union_with_centroids_joins_the_global_candidates(index):
+    config = TwoStageConfig(k_candidates=5, t2i_candidates="union", union_with="centroids")
+    batch = queries(index, "captions", 8)
+    union = index.retriever(config).candidates("captions", batch.tokens, batch.lengths)
+    alone = {source: index.retriever(TwoStageConfig(k_candidates=5, t2i_candidates=source)).candidates("captions", batch.tokens, batch.lengths)
+             for source in ("global", "centroids")}
+    for q in range(8):
+        assert set(union[q]) == set(alone["global"][q]) | set(alone["centroids"][q])
+
+
+def test_two_stage_search_runs_on_the_compressed_store(index):
+    ranked = index.retriever(TwoStageConfig(k_candidates=20, t2i_candidates="centroids")).search("captions", queries(index, "captions", 10), k=5)
+    assert ranked.items.shape == (10, 5) and np.all(ranked.items >= 0) and np.all(np.isfinite(ranked.scores))
+    assert np.all(np.diff(ranked.scores, axis=1) <= 0)
+
+
+def test_a_centroids_part_over_an_fp16_set_is_refused(tmp_path):
+    root = resolve(str(tmp_path))
+    write_grounded_embeddings(root.join("fp16"), GroundedSpec(images=4, dim=8, regions=3))
+    with pytest.raises(ValueError, match="needs a compressed embedding set"):
+        build_index(root.join("fp16"), root.join("index"), IndexSection(parts=["images-centroids"]))
+    assert not EmbeddingSet.open(root.join("fp16", "images")).compressed
+
+
+@pytest.mark.parametrize("bad", [{"t2i_candidates": "centroid"}, {"union_with": "global"}, {"centroid_score_threshold": 1.5},
+                                 {"ncells": -1}])
+def test_enumerated_and_ranged_centroid_settings_are_validated(bad):
+    with pytest.raises(ConfigError):
+        from_dict(TwoStageConfig, bad, source="x.yaml")

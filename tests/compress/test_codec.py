@@ -1,0 +1,96 @@
+"""The residual codec and the compressed store, without Ray."""
+
+import numpy as np
+import pytest
+import torch
+
+from teran_core.alignment import TokenSet, alignment_scores
+from teran_core.compress import centroid_count, fit_codec, train_centroids
+from teran_core.compress.codec import pack_bits, unpack_bits
+from teran_core.compress.run import CompressSection, compress_in_process
+from teran_core.embedding_set import EmbeddingSet
+from teran_core.index.synthetic import GroundedSpec, write_grounded_embeddings
+from teran_core.storage import resolve
+
+
+def unit(x):
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def test_centroid_count_follows_plaid_and_is_capped_for_tiny_sets():
+    assert centroid_count(9_900_000) == 2**15  # 16 * sqrt(9.9M) = 50343 -> 2^15
+    assert centroid_count(2**20) == 2**14
+    assert centroid_count(100) == 2  # 100 // 39 = 2 training points' worth
+    assert centroid_count(10**6, n_train=39 * 100) == 64
+
+
+@pytest.mark.parametrize("nbits", [1, 2])
+def test_bits_pack_and_unpack_back(nbits):
+    buckets = np.random.default_rng(nbits).integers(0, 2**nbits, size=(50, 32))
+    packed = pack_bits(buckets, nbits)
+    assert packed.shape == (50, 32 * nbits // 8) and packed.dtype == np.uint8
+    np.testing.assert_array_equal(unpack_bits(packed, 32, nbits), buckets)
+
+
+@pytest.mark.parametrize("nbits", [1, 2])
+def test_decode_encode_is_within_half_a_bucket_width_per_dimension(nbits):
+    rng = np.random.default_rng(0)
+    tokens = unit(rng.normal(size=(6000, 32)))
+    codec = fit_codec(train_centroids(tokens[:4000], 64), tokens[4000:5000], nbits)
+    x = tokens[5000:]  # neither trained on nor held out
+    codes, packed = codec.encode(x)
+    assert packed.shape == (1000, 32 * nbits // 8)
+    residual = x - codec.centroids[codes]  # (T, D)
+    error = np.abs(codec.decode(codes, packed) - x)
+    inside = (residual >= codec.edges[0]) & (residual <= codec.edges[-1])
+    assert inside.mean() > 0.97  # the held-out 1%..99% range covers nearly every value
+    bucket = np.clip(np.searchsorted(codec.cutoffs, residual, side="right"), 0, 2**nbits - 1)
+    half_width = (codec.edges[1:] - codec.edges[:-1])[bucket] / 2
+    assert np.all(error[inside] <= half_width[inside] + 1e-6)
+
+
+def test_a_bad_nbits_is_refused():
+    with pytest.raises(ValueError, match="nbits 3"):
+        fit_codec(np.eye(8, dtype=np.float32), np.eye(8, dtype=np.float32), 3)
+
+
+# on MrSw totals (a sum over ~10 words of the best region's cosine, spread ~6.6 here); measured max gaps 1.92 (2 bits)
+# and 2.63 (1 bit) at D = 64 with 256 centroids; grounded synthetic tokens are noisier than trained ones (docs/engine.md)
+SCORE_TOLERANCE = {2: 2.0, 1: 3.0}
+
+
+@pytest.mark.parametrize("nbits", [2, 1])
+def test_exhaustive_scores_from_the_compressed_store_match_fp16(tmp_path, nbits):
+    root = resolve(str(tmp_path))
+    write_grounded_embeddings(root.join("fp16"), GroundedSpec(images=160, dim=64, images_per_shard=80, seed=3))
+    summary = compress_in_process(root.join("fp16"), root.join("res"), CompressSection(nbits=nbits))
+    assert summary["skipped"] == {"images": 0, "captions": 0}
+    sets = {name: {side: EmbeddingSet.open(root.join(name, side)) for side in ("images", "captions")} for name in ("fp16", "res")}
+    images = {name: s["images"].fetch(range(160)) for name, s in sets.items()}
+    captions = {name: s["captions"].fetch(range(40)) for name, s in sets.items()}
+    assert images["res"].ids == images["fp16"].ids and captions["res"].ids == captions["fp16"].ids
+    np.testing.assert_array_equal(images["res"].tokens[:, 0], images["fp16"].tokens[:, 0])  # slot 0 kept exact
+    scores = {}
+    for name in ("fp16", "res"):
+        raw = alignment_scores(TokenSet(torch.from_numpy(images[name].tokens), torch.from_numpy(images[name].lengths)),
+                               TokenSet(torch.from_numpy(captions[name].tokens), torch.from_numpy(captions[name].lengths)))
+        scores[name] = raw.numpy()  # (images, captions)
+    gap = np.abs(scores["res"] - scores["fp16"])
+    assert gap.max() <= SCORE_TOLERANCE[nbits], gap.max()
+    if nbits == 1:
+        return  # 2 x its tolerance exceeds every gap in this small set: no pair to check the ranking on
+    # the ranking of images for each caption is the same wherever fp16 scores are further apart than the tolerance
+    fp16 = scores["fp16"]
+    apart = (fp16[:, None, :] - fp16[None, :, :]) > 2 * SCORE_TOLERANCE[nbits]  # (i, j, caption): i clearly above j
+    assert apart.any()
+    assert np.all((scores["res"][:, None, :] > scores["res"][None, :, :])[apart])
+
+
+def test_a_rerun_reuses_the_codec_and_skips_finished_shards(tmp_path):
+    root = resolve(str(tmp_path))
+    write_grounded_embeddings(root.join("fp16"), GroundedSpec(images=40, dim=16, images_per_shard=20))
+    first = compress_in_process(root.join("fp16"), root.join("res"), CompressSection(seed=1))
+    centroids = root.join("res", "codec", "centroids.npy").read_bytes()
+    again = compress_in_process(root.join("fp16"), root.join("res"), CompressSection(seed=2))  # another seed: still reused
+    assert again["codec"] == first["codec"] and root.join("res", "codec", "centroids.npy").read_bytes() == centroids
+    assert again["skipped"] == {"images": 2, "captions": 2}
