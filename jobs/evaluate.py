@@ -116,7 +116,8 @@ def _run(args) -> int:
     results = evaluate_collection(cfg.eval, cfg.two_stage, gt, sizes, mapper, protocol)
     if protocol:
         results["protocol"] = {k: v for k, v in protocol.items() if k != "scores"}
-    results.update(index=index.root.uri, model=index.manifest.get("model"), config=report_config(cfg.eval, cfg.two_stage),
+    results.update(index=index.root.uri, model=index.manifest.get("model"), global_kind=index.manifest.get("global_kind", "slot0"),
+                   config=report_config(cfg.eval, cfg.two_stage),
                    missing={side: {"count": len(ids), "first": ids[:20]} for side, ids in gt.missing.items()})
     files = write_report(results, resolve(cfg.paths.output, cfg.storage))
     print(markdown_report(results))
