@@ -28,7 +28,7 @@ def test_killed_distillation_resumes_and_exports_teran_with_its_head(tiny_datase
         "loss": {"hard_negatives": 2, "pool_batches": 2},
         "distill": {"cache_tokens_mb": 16},
         "data": {"dataset": os.path.relpath(tiny_dataset), "dev_images": 8, "shuffle_buffer": 64},
-        "optim": {"lr": 1e-3, "epochs": 3, "batch_size": 16},
+        "optim": {"lr": 1e-3, "epochs": 2, "batch_size": 16},
         "run": {"name": "distill", "storage_path": str(tmp_path / "runs"), "export": str(tmp_path / "export")},
         "ray": {"num_cpus": 2, "object_store_memory_mb": 256},
     }
@@ -49,9 +49,9 @@ def test_killed_distillation_resumes_and_exports_teran_with_its_head(tiny_datase
     assert second.returncode == 0, output[-3000:]
     assert "resuming at epoch" in output and "top-10 overlap with the teacher" in output, output[-3000:]
     history = json.loads((tmp_path / "export" / "metrics.json").read_text())
-    assert [row["epoch"] for row in history] == [0, 1, 2]
+    assert [row["epoch"] for row in history] == [0, 1]
     steps = [row["step"] for row in history]
-    assert steps == [steps[0] * (k + 1) for k in range(3)]  # the steps continue where the first run stopped
+    assert steps == [steps[0], 2 * steps[0]]  # the steps continue where the first run stopped
     assert all(0 <= row["top10_overlap"] <= 1 and row["teacher_rsum"] > 0 for row in history)
     distilled = load_checkpoint(str(tmp_path / "export"))
     assert distilled.global_head is not None and distilled.global_head.config.layers == 1
