@@ -55,7 +55,8 @@ def train_pairs(root: str) -> pa.Table:
     return pa.concat_tables([pairs(read_shard(manifest, "images", i)) for i in range(len(manifest.shards["images"]))])
 
 
-def run(cfg: DemoJobConfig, model_name: str, lr: float, epochs: int, table: pa.Table, dev: DevSet) -> None:
+def run(cfg: DemoJobConfig, model_name: str, lr: float, epochs: int, table: pa.Table, dev: DevSet) -> TERAN:
+    """Trains one model as the demo does, printing dev recall after every epoch; returns it."""
     torch.manual_seed(cfg.data.seed)
     model_cfg = dataclasses.replace(cfg.model, **MODELS[model_name].loss_weights)
     model = TERAN(model_cfg).train()
@@ -74,6 +75,7 @@ def run(cfg: DemoJobConfig, model_name: str, lr: float, epochs: int, table: pa.T
         print(f"{model_name:<12} lr {lr:<8g} epoch {epoch}: mean loss {sum(losses) / len(losses):7.1f}  dev t2i R@10 "
               f"{r['t2i_r10']:5.1f}  i2t R@10 {r['i2t_r10']:5.1f}  rsum {r['rsum']:6.1f}  ({time.perf_counter() - start:.0f} s)",
               flush=True)
+    return model.eval()
 
 
 def main(argv=None) -> int:

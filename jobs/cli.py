@@ -12,6 +12,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("jobs.synth", "write a grounded synthetic dataset"),
     "convert": ("jobs.convert", "convert COCO, Flickr30K or precomp data to shards"),
     "train": ("jobs.train", "train TERAN on Ray Train; rerunning a run name resumes it"),
+    "distill": ("jobs.distill", "train a global head that ranks like TERAN's alignment over a frozen TERAN (Ray Train)"),
     "encode": ("jobs.encode", "encode a dataset's images and captions into embedding shards (Ray Data)"),
     "compress": ("jobs.compress", "compress an fp16 embedding set: shared centroids plus residual bits per token"),
     "build-index": ("jobs.build_index", "build a sharded FAISS index from an embedding set"),

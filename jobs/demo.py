@@ -1,9 +1,9 @@
-"""teran demo: synthetic data -> train TERAN and a global-only model -> encode -> index -> evaluate.
+"""teran demo: synthetic data -> train TERAN and a global-only model, distill TERAN's global head -> encode -> index -> evaluate.
 
     teran demo --config configs/demo.yaml [root=s3://bucket/demo storage.endpoint_override=...]
 
-Each step runs the real job (``teran synth``, ``train``, ``encode``, ``build-index``, ``evaluate``) with
-a config written to ``<root>/configs/``; the comparison of the three models is ``<root>/report.md`` and,
+Each step runs the real job (``teran synth``, ``train``, ``distill``, ``encode``, ``build-index``, ``evaluate``)
+with a config written to ``<root>/configs/``; the comparison of the models is ``<root>/report.md`` and,
 with TERAN's alignments and example queries drawn, ``<root>/report.html``.
 """
 
@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from jobs import build_index, encode, evaluate, synth, train
+from jobs import build_index, distill, encode, evaluate, synth, train
 from jobs.common import init_ray, job_parser, load_job_config, run_main, step_config_dir, write_step_config
 from teran_core.checkpoint import save_checkpoint
 from teran_core.demo import MODELS, DemoJobConfig, comparison_markdown, comparison_rows, step_configs, summary_page
@@ -25,7 +25,7 @@ from teran_core.storage import resolve
 
 PROG = "teran demo"
 log = logging.getLogger("teran.demo")
-JOBS = {"synth": synth, "train": train, "encode": encode, "build-index": build_index, "evaluate": evaluate}
+JOBS = {"synth": synth, "train": train, "distill": distill, "encode": encode, "build-index": build_index, "evaluate": evaluate}
 
 
 def _job(step: str):
@@ -58,7 +58,8 @@ def run(cfg: DemoJobConfig) -> int:
         "differing in attributes and layout); 1,000 caption and 250 image queries (seeded sample), each ranking "
         "the whole split as the reference's 1K test sets do; recalls in percent",
         "evaluators: exhaustive = exact TERAN alignment (MrSw) on every pair; global = kNN on slot-0 vectors; "
-        "two-stage = index candidates re-ranked by exact alignment",
+        "distilled global = kNN on the distilled head's vectors (docs/distill.md); two-stage = index candidates "
+        "(global and token kNN; distilled: the distilled global kNN alone) re-ranked by exact alignment",
         f"per-evaluation reports: {root.join('eval').uri}/<model>/report.html (and report.md); training curves: "
         f"{root.join('models').uri}/<model>/curves.png",
         f"wall time {time.time() - started:.0f}s",

@@ -125,6 +125,7 @@ def _run(args) -> int:
         results["protocol"] = {k: v for k, v in protocol.items() if k != "scores"}
     dataset = resolve(cfg.paths.dataset, cfg.storage)
     results.update(index=index.root.uri, model=model_identity(index.manifest.get("model"), cfg.storage),
+                   global_kind=index.manifest.get("global_kind", "slot0"),
                    run={"dataset": dataset.uri, "split": cfg.paths.split, "seed": cfg.eval.seed, "sampled": bool(cfg.eval.queries)},
                    config=report_config(cfg.eval, cfg.two_stage),
                    missing={side: {"count": len(ids), "first": ids[:20]} for side, ids in gt.missing.items()})

@@ -36,11 +36,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     cfg = from_dict(TrainJobConfig, loop_config["cfg"])
     rank = ray.train.get_context().get_world_rank()
-    checkpoint = ray.train.get_checkpoint()  # [1] resume after a restart or a rerun of the same run name
-    if checkpoint:
-        with checkpoint.as_directory() as folder:
-            model, state = load_train_state(folder)
-        log.info("resuming at epoch %d, step %d", state.epoch, state.step)
+    resumed = resume()  # [1] after a restart or a rerun of the same run name
+    if resumed:
+        model, state = resumed
     elif cfg.init_checkpoint:
         model, state = load_checkpoint(cfg.init_checkpoint, cfg.storage), TrainState()
     else:
@@ -63,10 +61,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             lr = learning_rate(cfg.optim, epoch, state.step)
             terms = train_step(encoder, loss_fn, collate_pairs(table), optimizer, lr, cfg.optim.grad_clip)
             losses.append(terms["total"])
-            state.step += 1
-            if rank == 0 and state.step % cfg.run.curve_every_steps == 0:
-                recent = losses[-cfg.run.curve_every_steps:]
-                state.steps.append({"step": state.step, "epoch": epoch, "loss": sum(recent) / len(recent)})
+            state.count_step(epoch, losses, cfg.run.curve_every_steps)
             if rank == 0 and time.time() - last_log >= cfg.run.log_every_s:
                 log.info("epoch %d step %d loss %.4f (%.1f pairs/s)", epoch + 1, state.step, terms["total"],
                          len(losses) * cfg.optim.batch_size / (time.time() - started))
@@ -77,17 +72,41 @@ def train_loop_per_worker(loop_config: dict) -> None:
             metrics.update(validate(model, dev))
             log.info("epoch %d done: loss %.4f, dev rsum %.1f, t2i R@10 %.1f", epoch + 1, metrics["loss"],
                      metrics["rsum"], metrics["t2i_r10"])
-        state.epoch, state.optimizer = epoch + 1, optimizer.state_dict()
-        state.history.append(metrics)
-        with tempfile.TemporaryDirectory() as folder:
-            if rank == 0:
-                save_train_state(folder, model, state)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if rank == 0 else None)  # [4]
+        report_epoch(rank, model, state, optimizer, metrics)  # [4]
 
 
-def export_best(cfg: TrainJobConfig, result) -> dict:
+def resume() -> tuple[TERAN, TrainState] | None:
+    """On a training worker: the model and state of the run's last registered checkpoint (after a restart
+    or a rerun of the same run name), or None for a fresh run."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if not checkpoint:
+        return None
+    with checkpoint.as_directory() as folder:
+        model, state = load_train_state(folder)
+    log.info("resuming at epoch %d, step %d", state.epoch, state.step)
+    return model, state
+
+
+def report_epoch(rank: int, model: TERAN, state: TrainState, optimizer, metrics: dict) -> None:
+    """On a training worker, after an epoch: records it in ``state`` and reports ``metrics`` to Ray Train
+    with a checkpoint of the model and state (written by rank 0)."""
+    import ray.train
+
+    state.epoch, state.optimizer = metrics["epoch"] + 1, optimizer.state_dict()
+    state.history.append(metrics)
+    with tempfile.TemporaryDirectory() as folder:
+        if rank == 0:
+            save_train_state(folder, model, state)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if rank == 0 else None)
+
+
+def export_best(cfg, result) -> dict:
     """Copies the best checkpoint's model to the export folder, with the whole run's metrics CSV (per epoch), the
-    logged steps' losses (steps.csv) and the curves PNG."""
+    logged steps' losses (steps.csv) and the curves PNG.
+
+    ``cfg`` is a training or distill job config (``export_uri()``, ``run.name``, ``storage``)."""
     best, best_metrics = max(result.best_checkpoints, key=lambda pair: pair[1].get("rsum", float("-inf")))
     with best.as_directory() as folder:
         model, _ = load_train_state(folder)
@@ -102,27 +121,35 @@ def export_best(cfg: TrainJobConfig, result) -> dict:
     return {"export": export.uri, "best_epoch": best_metrics["epoch"] + 1, "best_rsum": best_metrics.get("rsum")}
 
 
-def run(cfg: TrainJobConfig) -> dict:
-    """Trains (or resumes) the run and exports its best checkpoint; returns a short summary."""
-    ray = init_ray(cfg.ray)
-    # the workers run in Ray Train's own working directory: hand them absolute local paths
-    cfg = dataclasses.replace(
-        cfg, data=dataclasses.replace(cfg.data, dataset=resolve(cfg.data.dataset, cfg.storage).uri),
-        init_checkpoint=cfg.init_checkpoint and resolve(cfg.init_checkpoint, cfg.storage).uri)
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+def absolute_dataset(cfg):
+    """``cfg`` with its dataset as an absolute URI: the workers run in Ray Train's own working directory."""
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dataset=resolve(cfg.data.dataset, cfg.storage).uri))
 
+
+def pair_dataset(ray, cfg, collator: CaptionCollator):
+    """The train split's (image, caption) pairs as a Ray dataset, streamed from the image shards.
+
+    ``cfg`` is a training or distill job config (its ``data`` and ``storage`` sections).
+    """
     manifest = DatasetManifest.load(resolve(cfg.data.dataset, cfg.storage))
-    index = CaptionIndex.build(manifest, cfg.data.train_split, CaptionCollator(cfg.model.backbone, cfg.data.max_caption_tokens))
+    index = CaptionIndex.build(manifest, cfg.data.train_split, collator)
     shards = manifest.shard_locations("images")
     # a plain function stage fuses with the read tasks: no actor holds a CPU the trainer needs
     pairs = ray.data.read_parquet([s.path for s in shards], filesystem=shards[0].pyarrow_filesystem()).map_batches(
         PairBuilder(index), batch_format="pyarrow")
-    if cfg.data.materialize:
-        pairs = pairs.materialize()
+    log.info("%d captions of split %r", len(index), cfg.data.train_split)
+    return pairs.materialize() if cfg.data.materialize else pairs
+
+
+def fit(loop_per_worker, cfg, pairs):
+    """Runs ``loop_per_worker`` on a TorchTrainer per ``cfg.run`` and ``cfg.scaling`` (a rerun of the same
+    run name resumes); checkpoints are ranked by their ``rsum``. Returns the Ray Train result."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
     storage = resolve(cfg.run.storage_path, cfg.storage)
     trainer = TorchTrainer(
-        train_loop_per_worker,
+        loop_per_worker,
         train_loop_config={"cfg": to_dict(cfg)},
         scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
                                      resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}),
@@ -134,8 +161,17 @@ def run(cfg: TrainJobConfig) -> dict:
         ),
         datasets={"train": pairs},
     )
-    log.info("training %d captions of split %r for %d epochs", len(index), cfg.data.train_split, cfg.optim.epochs)
-    summary = export_best(cfg, trainer.fit())
+    return trainer.fit()
+
+
+def run(cfg: TrainJobConfig) -> dict:
+    """Trains (or resumes) the run and exports its best checkpoint; returns a short summary."""
+    ray = init_ray(cfg.ray)
+    cfg = dataclasses.replace(absolute_dataset(cfg),
+                              init_checkpoint=cfg.init_checkpoint and resolve(cfg.init_checkpoint, cfg.storage).uri)
+    pairs = pair_dataset(ray, cfg, CaptionCollator(cfg.model.backbone, cfg.data.max_caption_tokens))
+    log.info("training for %d epochs", cfg.optim.epochs)
+    summary = export_best(cfg, fit(train_loop_per_worker, cfg, pairs))
     log.info("best checkpoint (epoch %d, dev rsum %.1f) exported to %s", summary["best_epoch"], summary["best_rsum"],
              summary["export"])
     return summary

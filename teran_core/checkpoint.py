@@ -5,6 +5,10 @@ Reference files are unpickled with ``torch.load(weights_only=True)``: tensors, p
 A teran checkpoint is a folder (local or ``s3://``) holding ``model.safetensors``, the tokenizer
 files and ``teran_config.json`` (written last: the TeranConfig, the backbone's BertConfig and the
 tokenizer file names); it holds no pickled objects and loads on any machine.
+
+Format 2 adds the optional distilled global head (docs/distill.md): its config under ``global_head``
+in ``teran_config.json`` (null: none) and its weights in ``model.safetensors`` under ``global_head.``.
+Format 1 folders (no head) still load.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from teran_core.config import from_dict
 from teran_core.model.backbone import check_bert_uncased_vocabulary, load_tokenizer
 from teran_core.model.config import TeranConfig, load_reference_config
+from teran_core.model.global_head import GlobalHead, GlobalHeadConfig
 from teran_core.model.teran import TERAN
 from teran_core.storage import StorageConfig, resolve
 
@@ -41,7 +46,8 @@ _DEAD = (_REF + "txt_enc.map.", _REF + "img_enc.fc.", _BERT + "pooler.")  # comp
 _WORD_ALIAS = _REF + "txt_enc.word_embeddings.weight"  # the same tensor as BERT's word embeddings
 _POSITION_IDS = _BERT + "embeddings.position_ids"  # a constant buffer transformers 3.x-4.30 saved
 _SHAPE_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "max_position_embeddings", "type_vocab_size")
-CONFIG_FILE, WEIGHTS_FILE, FORMAT_VERSION = "teran_config.json", "model.safetensors", 1
+CONFIG_FILE, WEIGHTS_FILE, FORMAT_VERSION = "teran_config.json", "model.safetensors", 2
+READABLE_VERSIONS = (1, 2)  # 1: before the global head existed
 
 
 def _bert_config(state: dict, override, source: str):
@@ -187,13 +193,16 @@ def save_checkpoint(model: TERAN, uri: str, storage: StorageConfig | None = None
                 root.join(name).write_bytes(f.read())
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     root.join(WEIGHTS_FILE).write_bytes(save(weights, metadata={"format": "pt"}))
+    head = model.global_head
     meta = {"format_version": FORMAT_VERSION, "teran": dataclasses.asdict(model.config), "bert": model.bert_config.to_dict(),
-            "tokenizer_files": tokenizer_files}
+            "tokenizer_files": tokenizer_files, "global_head": head and dataclasses.asdict(head.config)}
     root.join(CONFIG_FILE).write_text(json.dumps(meta, indent=2))
 
 
 def load_checkpoint(uri: str, storage: StorageConfig | None = None) -> TERAN:
     """Loads a teran checkpoint folder written by :func:`save_checkpoint`; the model is in eval mode.
+
+    A folder with a distilled global head gives a model whose slot 0 is the head's vector.
 
     Args:
         uri: the checkpoint folder, a local path or ``s3://bucket/prefix``.
@@ -216,8 +225,8 @@ def load_checkpoint(uri: str, storage: StorageConfig | None = None) -> TERAN:
     if not config_file.exists():
         raise FileNotFoundError(f"{root.uri} is not a teran checkpoint: {CONFIG_FILE} is missing (it is written last)")
     meta = json.loads(config_file.read_text())
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{config_file.uri}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
+    if meta.get("format_version") not in READABLE_VERSIONS:
+        raise ValueError(f"{config_file.uri}: format_version {meta.get('format_version')!r}, expected one of {READABLE_VERSIONS}")
     config = from_dict(TeranConfig, meta["teran"], source=config_file.uri)
     with tempfile.TemporaryDirectory() as tmp:
         for name in meta["tokenizer_files"]:
@@ -225,6 +234,9 @@ def load_checkpoint(uri: str, storage: StorageConfig | None = None) -> TERAN:
                 f.write(root.join(name).read_bytes())
         tokenizer = BertTokenizerFast.from_pretrained(tmp, local_files_only=True)
     model = TERAN(config, bert_config=BertConfig.from_dict(meta["bert"]), tokenizer=tokenizer)
+    if meta.get("global_head"):
+        head_config = from_dict(GlobalHeadConfig, meta["global_head"], source=f"{config_file.uri} global_head")
+        model.attach_global_head(GlobalHead(head_config, config.embed_size))
     try:
         model.load_state_dict(load(root.join(WEIGHTS_FILE).read_bytes()), strict=True)
     except RuntimeError as err:

@@ -1,8 +1,8 @@
 """The end-to-end demo: what it runs, as the configs of the real jobs, and the comparison report.
 
 The demo trains a small TERAN and a global-only model with the same budget on a grounded synthetic
-dataset, then runs each (and the untrained model) through encode -> build-index -> evaluate on the
-1K-image test split. Every step is a real job with a config file written under ``<root>/configs``,
+dataset, distills a global head over the trained TERAN (docs/distill.md), then runs each (and the
+untrained model) through encode -> build-index -> evaluate on the 1K-image test split. Every step is a real job with a config file written under ``<root>/configs``,
 so each can be rerun or inspected alone.
 """
 
@@ -16,6 +16,7 @@ from teran_core.config import RayConfig, knob
 from teran_core.html_report.identity import describe_model
 from teran_core.html_report.render import demo_page
 from teran_core.model.config import TeranConfig
+from teran_core.report import evaluator_name
 from teran_core.storage import Location, StorageConfig
 
 __all__ = ["DemoModel", "DemoJobConfig", "MODELS", "step_configs", "comparison_rows", "comparison_markdown", "summary_page"]
@@ -23,13 +24,18 @@ __all__ = ["DemoModel", "DemoJobConfig", "MODELS", "step_configs", "comparison_r
 
 class DemoModel(NamedTuple):
     what: str
-    loss_weights: dict | None  # None: not trained
+    loss_weights: dict | None  # None: not trained by `teran train`
     evaluators: tuple[str, ...]  # how its rankings are made: each model is scored the way it was trained to score
+    distilled_from: str | None = None  # a demo model whose exported TERAN `teran distill` gives a global head
+    candidates: str = "union"  # two-stage candidate source, both directions: "global", "tokens" or "union"
 
 
 MODELS = {
     "teran": DemoModel("TERAN, trained (MrSw alignment loss)", {"alignment_weight": 1.0, "matching_weight": 0.0},
                        ("exhaustive", "global", "two-stage")),
+    # the same TERAN with a distilled global head in slot 0: exhaustive would repeat teran's exactly
+    "distilled": DemoModel("TERAN above + its distilled global head (teran distill)", None, ("global", "two-stage"),
+                           distilled_from="teran", candidates="global"),
     # its word-region alignment was never trained: it ranks by slot 0 alone
     "global-only": DemoModel("global-only model, same budget (matching loss on slot 0)",
                              {"alignment_weight": 0.0, "matching_weight": 1.0}, ("global",)),
@@ -63,6 +69,14 @@ class DemoTraining:
 
 
 @dataclasses.dataclass
+class DemoDistill:
+    epochs: int = knob(1, ge=1)
+    lr: float = knob(1e-3, gt=0)  # the head alone, from scratch, for one epoch: far above ALADIN's 1e-5 (benchmarks/distill_budget.py)
+    layers: int = knob(2, ge=1)  # head layers (ALADIN: 2)
+    teacher_temperature: float = knob(1.0, gt=0)
+
+
+@dataclasses.dataclass
 class DemoEncode:
     batch_size: int = knob(128, ge=1)
     actors: int = knob(1, ge=1)
@@ -74,6 +88,7 @@ class DemoJobConfig:
     data: DemoData = dataclasses.field(default_factory=DemoData)
     model: TeranConfig = dataclasses.field(default_factory=TeranConfig)  # the demo YAML makes it small
     training: DemoTraining = dataclasses.field(default_factory=DemoTraining)
+    distill: DemoDistill = dataclasses.field(default_factory=DemoDistill)
     encode: DemoEncode = dataclasses.field(default_factory=DemoEncode)
     storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
@@ -117,6 +132,19 @@ def step_configs(cfg: DemoJobConfig) -> dict[str, dict]:
                         "log_every_s": 20.0},
                 **common,
             }
+        if model.distilled_from:
+            dist = cfg.distill
+            steps[f"distill-{model.distilled_from}"] = {
+                "teacher": {"checkpoint": _join(root, "models", model.distilled_from)},
+                "head": {"layers": dist.layers},
+                "loss": {"teacher_temperature": dist.teacher_temperature},
+                "distill": {"cache_tokens_mb": t.cache_backbone_mb},
+                "data": {"dataset": _join(root, "dataset"), "dev_images": t.dev_images, "materialize": True},
+                "optim": {"lr": dist.lr, "epochs": dist.epochs, "batch_size": t.batch_size, "lr_step_epochs": max(dist.epochs, 1)},
+                "run": {"name": f"demo-{name}", "storage_path": _join(root, "runs"), "export": _join(root, "models", name),
+                        "log_every_s": 20.0},
+                **common,
+            }
         emb, index = _join(root, "embeddings", name), _join(root, "index", name)
         steps[f"encode-{name}"] = {
             "input": {"dataset": _join(root, "test-dataset")}, "model": {"checkpoint": _join(root, "models", name)},
@@ -125,7 +153,8 @@ def step_configs(cfg: DemoJobConfig) -> dict[str, dict]:
                        "cpus_per_actor": 0.5, "precision": "float32", "progress_interval_s": 20},
             **common,
         }
-        parts = GLOBAL_PARTS + (TOKEN_PARTS if "two-stage" in model.evaluators else [])  # token parts serve two-stage only
+        # token parts serve two-stage's token candidates only
+        parts = GLOBAL_PARTS + (TOKEN_PARTS if "two-stage" in model.evaluators and model.candidates != "global" else [])
         steps[f"build-index-{name}"] = {"paths": {"embeddings": emb, "index": index, "overwrite": True},
                                         "index": {"use_gpu": False, "parts": parts}, **common}
         steps[f"evaluate-{name}"] = {
@@ -142,7 +171,8 @@ def step_configs(cfg: DemoJobConfig) -> dict[str, dict]:
             # synthetic images with fewer than 36 regions (1K test, 1 epoch: t2i R@10 85.0 masked, 53.5 0-filled).
             # 128 neighbours per query token suffice for a 1K collection (t2i R@10 92.7 against 91.6 with the
             # default 1024, which is sized for 100K+ collections) and cost far less
-            "two_stage": {"k_candidates": 100, "padding": "masked", "hits_per_token": 128},
+            "two_stage": {"k_candidates": 100, "padding": "masked", "hits_per_token": 128,
+                          "t2i_candidates": model.candidates, "i2t_candidates": model.candidates},
             **common,
         }
     return steps
@@ -152,11 +182,23 @@ METRICS = ("t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10", "rsum")
 
 
 def comparison_rows(results: dict[str, dict]) -> list[tuple[str, str, dict]]:
-    """(model, evaluator, metrics) rows from each model's evaluate results.json, in report order."""
+    """(model, evaluator, metrics) rows from each model's evaluate results.json, in report order.
+
+    Example:
+        >>> m = {k: 1.0 for k in METRICS}
+        >>> rows = comparison_rows({name: {"global_kind": "distilled" if name == "distilled" else "slot0",
+        ...                                "evaluators": {e: {"metrics": m} for e in MODELS[name].evaluators}} for name in MODELS})
+        >>> [(model, evaluator) for model, evaluator, _ in rows if model == "distilled"]
+        [('distilled', 'distilled global'), ('distilled', 'two-stage, distilled candidates')]
+    """
     rows = []
-    for name in MODELS:
+    for name, model in MODELS.items():
+        kind = results[name].get("global_kind")
         for evaluator, result in results[name]["evaluators"].items():
-            rows.append((name, evaluator, {k: result["metrics"][k] for k in METRICS}))
+            label = evaluator_name(evaluator, kind)
+            if evaluator == "two-stage" and model.candidates == "global":
+                label += f", {'distilled' if kind == 'distilled' else 'global'} candidates"
+            rows.append((name, label, {k: result["metrics"][k] for k in METRICS}))
     return rows
 
 

@@ -13,7 +13,24 @@ from torch import nn
 from teran_core.alignment import TokenSet, alignment_scores
 from teran_core.model.config import TeranConfig
 
-__all__ = ["hinge_loss", "TeranLoss"]
+__all__ = ["hinge_loss", "TeranLoss", "TRAINING_PADDING", "training_alignment_scores"]
+
+TRAINING_PADDING = "masked"  # the padding semantics TERAN is trained with here (TeranLoss's default)
+
+
+def training_alignment_scores(images: TokenSet, captions: TokenSet, config: TeranConfig,
+                              padding: str = TRAINING_PADDING) -> torch.Tensor:
+    """(N, M) alignment scores as training computes them: ``config.alignment_mode`` with the training padding.
+
+    What TeranLoss ranks during training, and so the scores a distilled head learns (docs/distill.md).
+
+    Example:
+        >>> img = TokenSet(torch.tensor([[[0., 1.], [1., 0.], [0.6, 0.8]]]), torch.tensor([3]))
+        >>> cap = TokenSet(torch.tensor([[[1., 0.], [0., 1.], [1., 0.], [0., 0.]]]), torch.tensor([4]))
+        >>> training_alignment_scores(img, cap, TeranConfig())
+        tensor([[0.8000]])
+    """
+    return alignment_scores(images, captions, config.alignment_mode, padding)
 
 
 def hinge_loss(scores: torch.Tensor, margin: float = 0.2, max_violation: bool = True) -> torch.Tensor:
@@ -60,7 +77,7 @@ class TeranLoss(nn.Module):
         ['alignment', 'matching', 'total']
     """
 
-    def __init__(self, config: TeranConfig, padding: str = "masked"):
+    def __init__(self, config: TeranConfig, padding: str = TRAINING_PADDING):
         super().__init__()
         self.config = config
         self.padding = padding
@@ -72,7 +89,7 @@ class TeranLoss(nn.Module):
             raise ValueError(f"TeranLoss needs paired batches: got {len(images)} images and {len(captions)} captions")
         terms = {}
         if cfg.alignment_weight > 0:
-            scores = alignment_scores(images, captions, cfg.alignment_mode, self.padding)
+            scores = training_alignment_scores(images, captions, cfg, self.padding)
             terms["alignment"] = hinge_loss(scores, cfg.margin, cfg.max_violation)
         if cfg.matching_weight > 0:
             scores = images.global_vectors.float() @ captions.global_vectors.float().T  # (B, B)

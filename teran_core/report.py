@@ -14,7 +14,7 @@ import math
 from teran_core.html_report.identity import run_header
 from teran_core.storage import Location
 
-__all__ = ["write_report", "markdown_report", "to_json", "plots"]
+__all__ = ["write_report", "markdown_report", "to_json", "plots", "evaluator_name"]
 
 DIRECTIONS = ("i2t", "t2i")
 _COLUMNS = [(f"{d}_{m}", f"{d} {m.replace('r', 'R@') if m[1:].isdigit() else m}") for d in DIRECTIONS
@@ -49,6 +49,16 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def evaluator_name(name: str, global_kind: str | None) -> str:
+    """How reports name an evaluator: global kNN over a distilled head's vectors is "distilled global".
+
+    Example:
+        >>> evaluator_name("global", "distilled"), evaluator_name("global", "slot0"), evaluator_name("two-stage", "distilled")
+        ('distilled global', 'global', 'two-stage')
+    """
+    return "distilled global" if name == "global" and global_kind == "distilled" else name
+
+
 def markdown_report(results: dict) -> str:
     """The results as a markdown report.
 
@@ -63,6 +73,8 @@ def markdown_report(results: dict) -> str:
     lines += [f"- {label}: {value}" for label, value in run_header(results)]
     if results.get("exhaustive_skipped"):
         lines.append(f"- exhaustive_skipped: {results['exhaustive_skipped']}")
+    if results.get("global_kind") == "distilled":
+        lines.append("- global vectors: a distilled head's (docs/distill.md), so global kNN is \"distilled global\"")
     protocol = results.get("protocol")
     if protocol:
         lines += ["", f"## Reference protocol {protocol['name']} (exhaustive exact TERAN on the split)", ""]
@@ -71,7 +83,8 @@ def markdown_report(results: dict) -> str:
     header = ["evaluator", *(c for _, c in _COLUMNS), "rsum gap", "R@10 ratio i2t / t2i", "pairs scored", "fraction", "qps"]
     rows = []
     for name, r in results["evaluators"].items():
-        label = f"{name} (K'={r['k_candidates']})" if "k_candidates" in r else f"{name} (k={r['k']})" if "k" in r else name
+        shown = evaluator_name(name, results.get("global_kind"))
+        label = f"{shown} (K'={r['k_candidates']})" if "k_candidates" in r else f"{shown} (k={r['k']})" if "k" in r else shown
         ratio = r.get("r10_ratio") or {}
         rows.append([label, *(_num(r["metrics"][k]) for k, _ in _COLUMNS), _num(r.get("gap", {}).get("rsum")),
                      f"{_num(ratio.get('i2t'), 3)} / {_num(ratio.get('t2i'), 3)}", str(r["pairs"]),

@@ -1,5 +1,6 @@
 """Helpers for tests that run a job in a process of its own and kill it."""
 
+import json
 import os
 import signal
 import subprocess
@@ -30,3 +31,14 @@ def leftovers(tmpdir: str) -> list[str]:
     ``jobs.common.private_ray_tmpdir`` makes (``ray-*``): Ray's machine-wide default ``ray``, lock
     files, anything else."""
     return sorted(name for name in os.listdir(tmpdir) if not name.startswith("ray-"))
+
+
+def registered_checkpoints(run_folder) -> list[str]:
+    """The checkpoints Ray Train has registered for a run (what a rerun resumes from). A checkpoint_* folder
+    appears before that: a run killed in between starts over (CI once killed it there)."""
+    snapshot = run_folder / "checkpoint_manager_snapshot.json"
+    try:
+        results = json.loads(snapshot.read_text())["checkpoint_results"]
+    except (FileNotFoundError, json.JSONDecodeError):  # not written yet, or being written
+        return []
+    return sorted(r["checkpoint_dir_name"] for r in results)

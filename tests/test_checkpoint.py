@@ -62,7 +62,7 @@ def test_teran_checkpoint_folder_round_trip(tmp_path):
     files = sorted(os.listdir(tmp_path / "ckpt"))
     assert files == ["model.safetensors", "teran_config.json", "tokenizer.json", "tokenizer_config.json"]
     meta = json.loads((tmp_path / "ckpt" / "teran_config.json").read_text())
-    assert meta["format_version"] == 1 and meta["teran"]["embed_size"] == 8 and meta["bert"]["hidden_size"] == 384
+    assert meta["format_version"] == 2 and meta["teran"]["embed_size"] == 8 and meta["bert"]["hidden_size"] == 384
     assert set(load_file(tmp_path / "ckpt" / "model.safetensors")) == set(model.state_dict())  # plain tensors, no pickle
     assert_same_model(load_checkpoint(str(tmp_path / "ckpt")), model)
 

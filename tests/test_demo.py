@@ -7,12 +7,12 @@ import sys
 import pytest
 
 from teran_core.checkpoint import load_checkpoint
-from teran_core.demo import MODELS
+from teran_core.demo import MODELS, comparison_rows
 
 SMALL = [
     "data.images=216", "data.test_images=64", "data.dev_images=32", "data.feature_dim=16",
     "model.feat_dim=16", "model.embed_size=16", "model.feedforward=32", "model.bert_layers=1",
-    "training.epochs=1", "training.batch_size=16", "training.dev_images=32", "ray.object_store_memory_mb=256",
+    "training.epochs=1", "training.batch_size=16", "training.dev_images=32", "distill.layers=1", "ray.object_store_memory_mb=256",
 ]
 
 
@@ -29,11 +29,14 @@ def test_demo_runs_on_the_s3_store(s3_server, s3_root):
     page = root.join("report.html").read_text()
     assert "word–region alignment" in page and "training curves: teran" in page and "TERAN two-stage: recall against K" in page
     report = root.join("report.md").read_text()
-    for name, model in MODELS.items():
-        for evaluator in model.evaluators:
-            assert f"| {name} | {evaluator} |" in report
-        results = json.loads(root.join("eval", name, "results.json").read_text())
-        assert results["collection"] == {"images": 64, "captions": 320}
+    results = {name: json.loads(root.join("eval", name, "results.json").read_text()) for name in MODELS}
+    for name, label, _ in comparison_rows(results):
+        assert f"| {name} | {label} |" in report
+        assert results[name]["collection"] == {"images": 64, "captions": 320}
+    assert "| distilled | distilled global |" in report and "| distilled | two-stage, distilled candidates |" in report
+    distilled = load_checkpoint(root.join("models", "distilled").uri, s3_root.storage)
+    assert distilled.global_head is not None  # TERAN and its head, which encode wrote as `global`
+    assert json.loads(root.join("embeddings", "distilled", "images", "manifest.json").read_text())["global_kind"] == "distilled"
     # the checkpoint training exported is the one the encode job loaded
     index = json.loads(root.join("index", "teran", "index.json").read_text())
     assert json.dumps(index).count(root.join("models", "teran").uri) >= 1

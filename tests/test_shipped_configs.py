@@ -9,6 +9,7 @@ from teran_core.compress.run import CompressJobConfig
 from teran_core.config import load_config
 from teran_core.data.jobconfig import ConvertJobConfig, SynthJobConfig
 from teran_core.demo import DemoJobConfig
+from teran_core.distill import DistillJobConfig
 from teran_core.encode import EncodeJobConfig
 from teran_core.index.config import BuildIndexJobConfig
 from teran_core.pipeline import PipelineJobConfig
@@ -20,7 +21,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 CLASSES = {
     "synth": SynthJobConfig, "convert": ConvertJobConfig, "train": TrainJobConfig, "encode": EncodeJobConfig,
     "build-index": BuildIndexJobConfig, "build_index": BuildIndexJobConfig, "evaluate": EvaluateJobConfig,
-    "search": SearchConfig, "demo": DemoJobConfig, "pipeline": PipelineJobConfig, "compress": CompressJobConfig,
+    "search": SearchConfig, "demo": DemoJobConfig, "pipeline": PipelineJobConfig, "compress": CompressJobConfig, "distill": DistillJobConfig,
 }
 SHIPPED = sorted([*REPO.glob("configs/*.yaml"), *REPO.glob("cluster/configs/*.yaml")])
 

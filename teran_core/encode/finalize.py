@@ -87,11 +87,15 @@ def finalize_shard(task: ShardTask, parts: list[str], rejects: list[dict], layou
 
 
 def write_manifest(layout: SideLayout, tasks: list[ShardTask], markers: dict[str, dict], *,
-                   model: dict, job_id: str, dim: int, dtype: str) -> dict:
-    """Writes ``manifest.json`` for a side whose every shard has a marker (call it last)."""
+                   model: dict, job_id: str, dim: int, dtype: str, global_kind: str) -> dict:
+    """Writes ``manifest.json`` for a side whose every shard has a marker (call it last).
+
+    ``global_kind`` says what the ``global`` column holds: "slot0" (TERAN's own token 0) or
+    "distilled" (a distilled head's vector, docs/distill.md).
+    """
     manifest = {
         "format_version": EMBEDDINGS_FORMAT_VERSION, "kind": layout.kind, "dim": dim, "dtype": dtype,
-        "model": model, "job_id": job_id,
+        "model": model, "global_kind": global_kind, "job_id": job_id,
         "shards": [{"name": f"{t.stem}.parquet", "rows": markers[t.stem]["rows"], "sha256": markers[t.stem]["sha256"],
                     "bytes": markers[t.stem]["bytes"], "source": t.name} for t in tasks],
         "rejected": sum(markers[t.stem]["rejected"] for t in tasks),

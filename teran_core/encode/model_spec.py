@@ -11,9 +11,11 @@ from teran_core.data.collate import CaptionCollator
 from teran_core.encode.config import ModelSection
 from teran_core.storage import Location, StorageConfig, resolve
 
-__all__ = ["ModelSpec", "ModelInfo"]
+__all__ = ["ModelSpec", "ModelInfo", "GLOBAL_KINDS"]
 
 CONFIG_FILE = "teran_config.json"  # what teran_core.checkpoint.save_checkpoint writes last
+# what the `global` column holds: TERAN's own slot-0 token, or a distilled head's vector (docs/distill.md)
+GLOBAL_KINDS = ("slot0", "distilled")
 
 
 @dataclasses.dataclass
@@ -22,6 +24,7 @@ class ModelInfo:
 
     collator: CaptionCollator  # the model's own tokenizer, cut at its backbone's positions
     embed_size: int  # D
+    global_kind: str = "slot0"  # one of GLOBAL_KINDS, recorded in the embedding manifest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +59,7 @@ class ModelSpec:
         """
         if self.format == "reference":  # its config lives inside the weights file; its tokenizer is the packaged one
             model = self.load()
-            return ModelInfo(CaptionCollator(None, model.bert_config.max_position_embeddings), model.config.embed_size)
+            return ModelInfo(CaptionCollator(None, model.bert_config.max_position_embeddings), model.config.embed_size, "slot0")
         config_file = self.checkpoint.join(CONFIG_FILE)
         if not config_file.exists():
             raise FileNotFoundError(
@@ -68,7 +71,7 @@ class ModelSpec:
         # CaptionCollator loads a backbone folder (config.json included); a checkpoint keeps only its
         # tokenizer files, so the collator gets the checkpoint's own tokenizer in place of the packaged one
         collator.tokenizer = _checkpoint_tokenizer(self.checkpoint, meta["tokenizer_files"])
-        return ModelInfo(collator, int(meta["teran"]["embed_size"]))
+        return ModelInfo(collator, int(meta["teran"]["embed_size"]), "distilled" if meta.get("global_head") else "slot0")
 
 
 def _checkpoint_tokenizer(root: Location, names: list[str]):

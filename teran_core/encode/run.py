@@ -79,7 +79,7 @@ def run_encode(cfg: EncodeJobConfig, pipeline: Pipeline, submit: Submit) -> dict
         plans.append(plan_side(check.manifest, kind, layout, this_job))
         log.info("%s: %d shard(s), %d done earlier, %d to encode",
                  kind, len(plans[-1].tasks), len(plans[-1].done), len(plans[-1].todo))
-    job = _JobRun(plans, this_job, info.embed_size, cfg.output.dtype, cfg.encode.progress_interval_s)
+    job = _JobRun(plans, this_job, info.embed_size, cfg.output.dtype, cfg.encode.progress_interval_s, info.global_kind)
     reports = job.run(build_stages(plans, check, spec, info, cfg.encode, cfg.output.dtype, run_id), pipeline, submit,
                       identity["model"])
     first = job.tracker.first_items_at
@@ -92,8 +92,9 @@ def run_encode(cfg: EncodeJobConfig, pipeline: Pipeline, submit: Submit) -> dict
 class _JobRun:
     """One run: feeds results to the tracker, finalises ready shards, writes each finished side's manifest."""
 
-    def __init__(self, plans: list[SidePlan], job: str, dim: int, dtype: str, interval: float):
+    def __init__(self, plans: list[SidePlan], job: str, dim: int, dtype: str, interval: float, global_kind: str):
         self.plans = {p.kind: p for p in plans}
+        self.global_kind = global_kind
         self.job, self.dim, self.dtype, self.interval = job, dim, dtype, interval
         self.markers = {p.kind: dict(p.done) for p in plans}
         self.reports = {p.kind: SideReport(p.kind, shards=len(p.tasks), skipped=len(p.done)) for p in plans}
@@ -128,7 +129,8 @@ class _JobRun:
             report.bytes_read = sum(t.bytes for t in plan.todo)
             if len(self.markers[kind]) == len(plan.tasks):
                 plan.layout.staging().remove()  # parts a killed run's orphaned workers may still have written
-                write_manifest(plan.layout, plan.tasks, self.markers[kind], model=model, job_id=self.job, dim=self.dim, dtype=self.dtype)
+                write_manifest(plan.layout, plan.tasks, self.markers[kind], model=model, job_id=self.job, dim=self.dim, dtype=self.dtype,
+                               global_kind=self.global_kind)
                 report.manifest = True
         return list(self.reports.values())
 

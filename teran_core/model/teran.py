@@ -17,6 +17,7 @@ from teran_core.alignment import TokenSet
 from teran_core.config import ConfigError
 from teran_core.model.backbone import load_backbone, load_tokenizer
 from teran_core.model.config import TeranConfig
+from teran_core.model.global_head import GlobalHead
 from teran_core.model.image_encoder import ImageEncoder
 from teran_core.model.text_encoder import TextEncoder
 from teran_core.model.transformer import padding_mask, run_encoder, transformer_encoder
@@ -69,6 +70,7 @@ class TERAN(nn.Module):
         self.joint_text = transformer_encoder(**joint)  # the reference's TE_1
         self.joint_image = None if config.shared_transformer else transformer_encoder(**joint)  # TE_2
         self._tokenizer = tokenizer
+        self.global_head: GlobalHead | None = None  # set by distillation (docs/distill.md): writes slot 0
         if not config.fine_tune:
             self.text.bert.requires_grad_(False)
 
@@ -93,10 +95,21 @@ class TERAN(nn.Module):
             self.text.bert.eval()  # (the reference kept the frozen BERT's dropout on while training)
         return self
 
+    def attach_global_head(self, head: GlobalHead | None) -> "TERAN":
+        """Makes ``head``'s vector slot 0 of every encoded item (None: TERAN's own token 0 again).
+
+        Only slot 0 changes, which no alignment mode reads, so exact scores stay the same.
+        """
+        if head is not None and head.embed_size != self.config.embed_size:
+            raise ValueError(f"global head outputs D={head.embed_size}, but this TERAN's embed_size is {self.config.embed_size}")
+        self.global_head = head
+        return self
+
     def _joint(self, encoder: nn.Module, tokens: torch.Tensor, pad: torch.Tensor) -> TokenSet:
         x = run_encoder(encoder, tokens, pad)  # (B, L, D)
         x = F.normalize(x.float(), p=2, dim=2)  # every token, in float32 also under autocast
-        return TokenSet(tokens=x, lengths=(~pad).sum(1))
+        items = TokenSet(tokens=x, lengths=(~pad).sum(1))
+        return items if self.global_head is None else self.global_head.write_slot0(items)
 
     def _float(self, x) -> torch.Tensor:
         return torch.as_tensor(x).to(self.device, self.image.proj.weight.dtype)

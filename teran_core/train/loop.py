@@ -11,15 +11,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from teran_core.alignment import TokenSet, alignment_scores
+from teran_core.alignment import TokenSet
 from teran_core.data import CaptionCollator, DatasetManifest, collate_images, load_split
 from teran_core.evaluation import retrieval_metrics
-from teran_core.losses import TeranLoss
+from teran_core.losses import TeranLoss, training_alignment_scores
 from teran_core.model.teran import TERAN
 from teran_core.train.config import OptimConfig
 from teran_core.train.pairs import select_rows
 
-__all__ = ["HiddenCache", "PairEncoder", "learning_rate", "train_step", "DevSet", "validate"]
+__all__ = ["HiddenCache", "PairEncoder", "learning_rate", "train_step", "DevSet", "validate", "encode_dev", "concat_token_sets"]
 
 
 class HiddenCache:
@@ -133,8 +133,14 @@ class DevSet:
         return cls(images=images, captions=captions, caption_image_index=index[keep])
 
 
-def _concat(sets: list[TokenSet]) -> TokenSet:
-    """Stacks token sets of different padded lengths into one (padding slots are zeros)."""
+def concat_token_sets(sets: list[TokenSet]) -> TokenSet:
+    """Stacks token sets of different padded lengths into one (padding slots are zeros).
+
+    Example:
+        >>> both = concat_token_sets([TokenSet(torch.ones(1, 2, 3), [2]), TokenSet(torch.ones(2, 4, 3), [4, 3])])
+        >>> both.tokens.shape, both.lengths.tolist()
+        (torch.Size([3, 4, 3]), [2, 4, 3])
+    """
     longest = max(s.tokens.shape[1] for s in sets)
     tokens = [torch.nn.functional.pad(s.tokens, (0, 0, 0, longest - s.tokens.shape[1])) for s in sets]
     return TokenSet(torch.cat(tokens), torch.cat([s.lengths for s in sets]))
@@ -149,7 +155,7 @@ def encode_dev(model: TERAN, dev: DevSet, batch_size: int = 256) -> tuple[TokenS
                                       img["n_regions"][s:s + batch_size]) for s in range(0, len(img["n_regions"]), batch_size)]
     caption_sets = [model.encode_captions(cap["input_ids"][s:s + batch_size], cap["lengths"][s:s + batch_size])
                     for s in range(0, len(cap["lengths"]), batch_size)]
-    return _concat(image_sets), _concat(caption_sets)
+    return concat_token_sets(image_sets), concat_token_sets(caption_sets)
 
 
 def validate(model: TERAN, dev: DevSet) -> dict[str, float]:
@@ -158,7 +164,7 @@ def validate(model: TERAN, dev: DevSet) -> dict[str, float]:
     """
     images, captions = encode_dev(model, dev)
     if model.config.alignment_weight > 0:
-        scores = alignment_scores(images, captions, mode=model.config.alignment_mode, padding="masked")
+        scores = training_alignment_scores(images, captions, model.config)
     else:
         scores = images.global_vectors @ captions.global_vectors.T  # (n_images, n_captions)
     return retrieval_metrics(scores.numpy(), dev.caption_image_index)

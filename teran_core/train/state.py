@@ -28,6 +28,22 @@ class TrainState:
     steps: list = dataclasses.field(default_factory=list)  # {"step", "epoch", "loss"} every run.curve_every_steps steps (states saved before it have none)
     optimizer: dict | None = None  # optimizer.state_dict()
 
+    def count_step(self, epoch: int, losses: list[float], every: int) -> None:
+        """Counts one optimisation step; every ``every`` steps keeps the mean of the last ``every`` losses in
+        ``steps`` (the training curve per logged step).
+
+        Example:
+            >>> state = TrainState()
+            >>> for loss in [4.0, 2.0, 1.0]:
+            ...     state.count_step(0, [4.0, 2.0, 1.0][: state.step + 1], every=2)
+            >>> state.steps
+            [{'step': 2, 'epoch': 0, 'loss': 3.0}]
+        """
+        self.step += 1
+        if self.step % every == 0:
+            recent = losses[-every:]
+            self.steps.append({"step": self.step, "epoch": epoch, "loss": sum(recent) / len(recent)})
+
 
 def save_train_state(folder: str, model: TERAN, state: TrainState) -> None:
     """Writes the model as a teran checkpoint into ``folder`` plus ``train_state.pt``."""

@@ -51,7 +51,7 @@ def test_output_is_exactly_once_and_equals_the_model(storage_root, tiny_checkpoi
         assert_matches_model(embedded, direct_tokens(tiny_model, dataset, kind))
         manifest = json.loads(output.join(kind, "manifest.json").read_text())
         assert [s["source"] for s in manifest["shards"]] == [s.name for s in dataset.shards[kind]]
-        assert manifest["dim"] == TINY.embed_size and manifest["dtype"] == "float16"
+        assert manifest["dim"] == TINY.embed_size and manifest["dtype"] == "float16" and manifest["global_kind"] == "slot0"
     assert summary == json.loads(output.join("summary.json").read_text())
     assert set(summary["encoders"]["images"]) == set(summary["encoders"]["captions"])  # one model served both
     images, captions = open_embedding_pair(output)  # what the index job reads
@@ -168,3 +168,23 @@ def test_an_unreadable_shard_stops_the_job_before_it_starts(tmp_path, tiny_check
     with pytest.raises(DataError, match="captions-00001.parquet"):
         encode(job_config(dataset.location, tiny_checkpoint, output), pool)
     assert not output.exists()
+
+
+def test_a_distilled_checkpoint_writes_its_head_vector_as_global(tmp_path, tiny_checkpoint, tiny_model, pool):
+    from teran_core import load_checkpoint
+    from teran_core.model.global_head import GlobalHead, GlobalHeadConfig
+
+    distilled = load_checkpoint(tiny_checkpoint).attach_global_head(GlobalHead(GlobalHeadConfig(layers=1, heads=2), TINY.embed_size).eval())
+    save_checkpoint(distilled, str(tmp_path / "distilled"))
+    dataset = make_dataset(resolve(str(tmp_path / "data")))
+    output = resolve(str(tmp_path / "distilled-embeddings"))
+    assert encode(job_config(dataset.location, str(tmp_path / "distilled"), output), pool)["complete"]
+    for side in ("images", "captions"):
+        assert json.loads(output.join(side, "manifest.json").read_text())["global_kind"] == "distilled"
+        embedded, _ = assert_exactly_once(dataset, output, side)
+        assert_matches_model(embedded, direct_tokens(distilled, dataset, side))  # global = slot 0 = the head's vector
+        plain = direct_tokens(tiny_model, dataset, side)
+        headed = direct_tokens(distilled, dataset, side)
+        for item_id, tokens in plain.items():  # every other slot, which alignment reads, is TERAN's own
+            np.testing.assert_array_equal(headed[item_id][1:], tokens[1:])
+            assert not np.allclose(headed[item_id][0], tokens[0])

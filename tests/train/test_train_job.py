@@ -12,6 +12,7 @@ import pytest
 import yaml
 from process_helpers import fresh_machine_env, leftovers
 
+from process_helpers import registered_checkpoints
 from teran_core.checkpoint import load_checkpoint
 
 
@@ -29,14 +30,7 @@ def _config(tmp_path, dataset: str, model: dict, epochs: int) -> str:
 
 
 def _checkpoints(tmp_path) -> list[str]:
-    """The checkpoints Ray Train has registered (what a rerun resumes from). A checkpoint_* folder appears
-    before that: a run killed in between starts over (CI once killed it there)."""
-    snapshot = tmp_path / "runs" / "resume" / "checkpoint_manager_snapshot.json"
-    try:
-        results = json.loads(snapshot.read_text())["checkpoint_results"]
-    except (FileNotFoundError, json.JSONDecodeError):  # not written yet, or being written
-        return []
-    return sorted(r["checkpoint_dir_name"] for r in results)
+    return registered_checkpoints(tmp_path / "runs" / "resume")
 
 
 @pytest.mark.integration

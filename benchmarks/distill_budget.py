@@ -1,0 +1,104 @@
+"""The demo's distillation budget: how good the distilled global head gets, for what time, on the 1K test split.
+
+    python benchmarks/distill_budget.py --teran /tmp/teran-demo --lr 1e-3 3e-4 --epochs 2
+    python benchmarks/distill_budget.py --teran /tmp/teran-demo --lr 1e-3 --epochs 1 --temperature 1 0.5
+
+Generates the demo's dataset (``configs/demo.yaml``), trains the demo's TERAN for its one epoch as
+``benchmarks/demo_budget.py`` does (or loads it from ``--teran`` when that folder holds a checkpoint,
+else saves it there), then distills a head per setting with the distill job's step
+(``teran_core.distill``: frozen TERAN token sets cached, ListNet against its alignment scores) and
+prints, after every epoch, the rsum of the head's vectors alone on the whole 1K test split (5,000
+captions) against exhaustive TERAN, their ratio, the dev top-10 overlap and the seconds spent. No Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+
+from demo_budget import run as train_teran, train_pairs  # noqa: E402
+
+from teran_core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from teran_core.config import load_config  # noqa: E402
+from teran_core.data import CaptionCollator, DatasetManifest  # noqa: E402
+from teran_core.data.synth import SynthConfig, generate_dataset  # noqa: E402
+from teran_core.demo import DemoJobConfig, step_configs  # noqa: E402
+from teran_core.distill import DevAgreement, DistillLossConfig, FrozenTokens, TokenPool, distill_step  # noqa: E402
+from teran_core.distill.loop import HeadPair  # noqa: E402
+from teran_core.evaluation import retrieval_metrics  # noqa: E402
+from teran_core.model.global_head import GlobalHead, GlobalHeadConfig  # noqa: E402
+from teran_core.train.loop import DevSet  # noqa: E402
+from teran_core.train.pairs import collate_pairs  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--teran", default=None, help="a folder: the trained demo TERAN is loaded from it, or saved there")
+    p.add_argument("--lr", type=float, nargs="+", default=[1e-3])
+    p.add_argument("--temperature", type=float, nargs="+", default=[1.0], help="teacher temperatures to try")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--hard-negatives", type=int, default=0)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--config", default=os.path.join(REPO, "configs", "demo.yaml"))
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = load_config(DemoJobConfig, args.config)
+    with tempfile.TemporaryDirectory(prefix="teran-distill-budget-") as root:
+        generate_dataset(SynthConfig(**step_configs(cfg)["synth"]["synth"]), root)
+        manifest = DatasetManifest.load(root)
+        table = train_pairs(root)
+        dev = DevSet.load(manifest, "dev", cfg.training.dev_images, CaptionCollator())
+        test = DevSet.load(manifest, "test", cfg.data.test_images, CaptionCollator())
+    if args.teran and os.path.exists(os.path.join(args.teran, "teran_config.json")):
+        teran = load_checkpoint(args.teran)
+    else:
+        teran = train_teran(cfg, "teran", cfg.training.lr, cfg.training.epochs, table, dev)
+        if args.teran:
+            save_checkpoint(teran, args.teran)
+    started = time.perf_counter()
+    held_out = DevAgreement(teran, test)
+    print(f"test split: {cfg.data.test_images} images, {len(test.caption_image_index)} captions; exhaustive TERAN rsum "
+          f"{held_out.teacher_rsum:.1f} (encoded and scored in {time.perf_counter() - started:.0f} s)", flush=True)
+    dev_agreement = DevAgreement(teran, dev)
+    for temperature in args.temperature:
+        for lr in args.lr:
+            torch.manual_seed(cfg.data.seed)
+            frozen = FrozenTokens(teran, max_mb=1024)  # each setting pays the first epoch's TERAN pass, as the job does
+            head = GlobalHead(GlobalHeadConfig(layers=args.layers, dropout=args.dropout), teran.config.embed_size)
+            pair, optimizer = HeadPair(head), torch.optim.Adam(head.parameters(), lr=lr)
+            loss_cfg = DistillLossConfig(teacher_temperature=temperature, hard_negatives=args.hard_negatives)
+            pool = TokenPool(loss_cfg.pool_batches)
+            start = time.perf_counter()
+            for epoch in range(1, args.epochs + 1):
+                head.train()
+                order = torch.randperm(table.num_rows).tolist()
+                for step in range(table.num_rows // args.batch_size):
+                    batch = collate_pairs(table.take(order[step * args.batch_size:(step + 1) * args.batch_size]))
+                    images, captions = frozen(batch)
+                    distill_step(pair, teran.config, images, captions, optimizer, lr, 2.0, loss_cfg, pool,
+                                 (batch["image_id"], batch["caption_id"]))
+                seconds = time.perf_counter() - start
+                rsum = held_out.measure(head)["rsum"]
+                print(f"T {temperature:<5g} lr {lr:<8g} epoch {epoch}: test rsum distilled {rsum:6.1f} / exhaustive "
+                      f"{held_out.teacher_rsum:6.1f} = {rsum / held_out.teacher_rsum:.3f}; dev top-10 overlap "
+                      f"{dev_agreement.measure(head)['top10_overlap']:.3f}  ({seconds:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The distilled global head (ALADIN's matching head, see docs/distill.md): one vector per item from TERAN's tokens.
+
+A small transformer encoder shared by both modalities runs over TERAN's final token set of an item
+(slot 0 included, padding masked), reads out position 0 and L2-normalises it. Written into slot 0,
+the vector leaves every alignment mode unchanged (they skip slot 0), so stage two's exact scores
+stay as they are while stage one's global kNN gets a vector trained to rank like the alignment.
+
+Shape notation: B items, L token slots, D TERAN's embedding size, W the head's width.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from teran_core.alignment import TokenSet
+from teran_core.config import knob
+from teran_core.model.transformer import padding_mask, run_encoder, transformer_encoder
+
+__all__ = ["GlobalHeadConfig", "GlobalHead"]
+
+
+@dataclasses.dataclass
+class GlobalHeadConfig:
+    """Every knob of the head. Defaults are ALADIN's (2 layers, 4 heads, feed-forward = width, dropout 0.1)."""
+
+    layers: int = knob(2, ge=1)  # transformer encoder layers
+    heads: int = knob(4, ge=1)  # attention heads
+    width: int | None = knob(None, ge=1)  # the encoder's width W; None: TERAN's embed_size D (no projections)
+    feedforward: int | None = knob(None, ge=1)  # feed-forward width; None: the encoder's width (ALADIN: 768 at d 768)
+    dropout: float = knob(0.1, ge=0.0, lt=1.0)  # dropout inside the encoder layers
+
+    def check(self) -> list[str]:
+        if self.width is not None and self.width % self.heads:
+            return [f"width: got {self.width}, expected a multiple of heads ({self.heads})"]
+        return []
+
+
+class GlobalHead(nn.Module):
+    """Token sets -> (B, D) L2-normalised global vectors.
+
+    Args:
+        config: the head's knobs.
+        embed_size: D, the width of TERAN's tokens (and of the output).
+
+    Example:
+        >>> head = GlobalHead(GlobalHeadConfig(layers=1, heads=2), embed_size=8).eval()
+        >>> tokens = F.normalize(torch.randn(3, 5, 8), dim=2)
+        >>> out = head(TokenSet(tokens, torch.tensor([5, 3, 2])))
+        >>> out.shape, torch.allclose(out.norm(dim=1), torch.ones(3))
+        (torch.Size([3, 8]), True)
+    """
+
+    def __init__(self, config: GlobalHeadConfig, embed_size: int):
+        super().__init__()
+        self.config = config
+        self.embed_size = embed_size
+        width = config.width or embed_size
+        if width % config.heads:
+            raise ValueError(f"GlobalHead: width {width} is not a multiple of heads {config.heads}")
+        self.project_in = nn.Linear(embed_size, width) if width != embed_size else nn.Identity()
+        self.encoder = transformer_encoder(width=width, heads=config.heads, feedforward=config.feedforward or width,
+                                           dropout=config.dropout, layers=config.layers)
+        self.project_out = nn.Linear(width, embed_size) if width != embed_size else nn.Identity()
+
+    def forward(self, items: TokenSet) -> torch.Tensor:
+        tokens = items.tokens.float()  # (B, L, D)
+        pad = padding_mask(items.lengths.to(tokens.device), tokens.shape[1])  # (B, L) True = pad
+        x = run_encoder(self.encoder, self.project_in(tokens), pad)  # (B, L, W)
+        return F.normalize(self.project_out(x[:, 0]), p=2, dim=1)  # (B, D)
+
+    def write_slot0(self, items: TokenSet) -> TokenSet:
+        """``items`` with slot 0 replaced by the head's vector (the other slots untouched)."""
+        vectors = self(items)  # (B, D)
+        tokens = torch.cat([vectors[:, None, :].to(items.tokens.dtype), items.tokens[:, 1:]], dim=1)  # (B, L, D)
+        return TokenSet(tokens, items.lengths)
