@@ -106,7 +106,6 @@ def run(cfg: PipelineJobConfig) -> int:
     root = resolve(cfg.root, cfg.storage)
     config_dir, markers = step_config_dir(root), root.join("pipeline")
     plan = stages(cfg)
-    init_ray(cfg.ray)  # one Ray for every stage
     summary: dict = {"root": root.uri, "stages": {}, "recall": []}
     for number, (name, stage) in enumerate(plan.items(), 1):
         marker = markers.join(f"{name}.json")
@@ -122,6 +121,7 @@ def run(cfg: PipelineJobConfig) -> int:
             summary["stages"][name] = {**recorded, "skipped": True}
             continue
         print(f"[pipeline] {time.perf_counter() - started:6.0f}s stage {number}/{len(plan)}: {name}", flush=True)
+        init_ray(cfg.ray)  # one Ray for every stage, started by the first that runs: a finished pipeline starts none
         try:
             measured = run_stage(cfg, root, config_dir, name, stage)
         except StageFailed as err:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -258,7 +259,28 @@ def load_config(cls: type[T], uri: str | Path, overrides: Sequence[str] = (), st
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError(source, [f"top level: got {type(data).__name__}, expected a mapping of sections"])
     merged = _merge(dict(data or {}), parse_overrides(overrides))
-    return from_dict(cls, merged, source=source)
+    try:
+        return from_dict(cls, merged, source=source)
+    except ConfigError as err:
+        raise ConfigError(source, [_name_origin(p, overrides) for p in err.problems]) from None
+
+
+def _name_origin(problem: str, overrides: Sequence[str]) -> str:
+    """``problem`` with its key marked "(command line)" when an override set it (or created its section), so
+    nobody searches the file for it.
+
+    Example:
+        >>> _name_origin("two_stage.mode: got 'MrSW', expected ...", ["two_stage.mode=MrSW"])
+        "two_stage.mode (command line): got 'MrSW', expected ..."
+        >>> _name_origin("ouput: unknown key", ["ouput.uri=/tmp/x"])
+        'ouput (command line): unknown key'
+    """
+    key, sep, rest = problem.partition(":")
+    path = re.sub(r"\[\d+\]", "", key).split(".")
+    given = [o.partition("=")[0].split(".") for o in overrides]
+    if sep and any(g[: len(path)] == path or path[: len(g)] == g for g in given):
+        return f"{key} (command line):{rest}"
+    return problem
 
 
 def to_dict(cfg: Any) -> dict:

@@ -19,6 +19,7 @@ from teran_core.config import knob
 from teran_core.index.candidates import centroid_candidates, global_candidates, plaid_defaults, token_candidates, union_candidates
 from teran_core.index.search import ShardedIndex
 from teran_core.index.vectors import content_slots
+from teran_core.model.config import AlignmentMode
 from teran_core.storage import StorageConfig
 
 __all__ = ["TwoStageConfig", "SearchConfig", "Ranked", "TwoStageRetriever", "rank_candidates", "torch_threads"]
@@ -37,7 +38,7 @@ class TwoStageConfig:
     centroid_score_threshold: float | None = knob(None, ge=-1, le=1)  # centroids: centroids whose best query score is below this count 0 in the approximate score; -1 prunes none; None = PLAID's default by K' (0.5 / 0.45 / 0.4)
     ndocs: int = knob(0, ge=0)  # centroids: the most items kept by approximate score (K' is then the top min(K', ndocs)); 0 = PLAID's default by K' (256 / 1024 / 4096)
     hits_per_token: int = knob(1024, ge=1)  # token kNN: neighbours per query token; on the 100K grounded benchmark 64 lost 3 points of t2i R@10 (one concept's near-duplicate tokens crowd a word's neighbours)
-    mode: str = "MrSw"  # alignment_scores mode: MrSw, MrAVGw, MwSr, symm, sum, mean, scan-sentences
+    mode: AlignmentMode = "MrSw"  # alignment_scores mode (stage two's exact score)
     padding: Literal["reference", "masked"] = "reference"  # alignment_scores padding semantics
     query_batch: int = knob(64, ge=1)  # queries searched and fetched together
     score_threads: int = knob(1, ge=0)  # torch threads while scoring (two-stage and exhaustive evaluation): per-query grids are small, and 2 threads ran them ~15x slower than 1 on a busy 2-core machine; 0 = leave torch's setting

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from functools import cached_property
-from typing import IO
+from typing import IO, Literal
 from urllib.parse import urlparse
 
 import fsspec
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 __all__ = ["StorageConfig", "Location", "StoreUnavailable", "resolve", "read_text", "open_uri", "redact",
            "RedactingFilter", "store_unavailable_in"]
 
-RETRY_MODES = ("standard", "adaptive")
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
@@ -113,7 +112,7 @@ class StorageConfig:
     endpoint_override: str | None = None  # S3-compatible endpoint, e.g. "http://127.0.0.1:8333"; None: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL
     region: str | None = None  # None: AWS_REGION / AWS_DEFAULT_REGION / the profile's region
     anonymous: bool = False  # unsigned requests, for public buckets
-    retry_mode: str = "standard"  # botocore's: "standard" (jittered exponential backoff) or "adaptive" (also rate-limits this client on throttling)
+    retry_mode: Literal["standard", "adaptive"] = "standard"  # botocore's: "standard" (jittered exponential backoff) or "adaptive" (also rate-limits this client on throttling)
     max_attempts: int = 20  # tries of one S3 request, the first included; ~3 min of backoff, capped at 20 s a wait
     deadline_s: float = 300.0  # a request still failing this long after its first failure stops the job (StoreUnavailable)
 
@@ -126,8 +125,6 @@ class StorageConfig:
             if "@" in parsed.netloc:
                 problems.append(f"endpoint_override: {redact(self.endpoint_override)!r} has credentials in it; give them "
                                 "through the AWS chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, a role)")
-        if self.retry_mode not in RETRY_MODES:
-            problems.append(f"retry_mode: got {self.retry_mode!r}, expected one of {', '.join(RETRY_MODES)}")
         if self.max_attempts < 1:
             problems.append(f"max_attempts: got {self.max_attempts}, expected 1 or more (1: no retries)")
         if not self.deadline_s > 0:

@@ -78,7 +78,7 @@ def test_overrides_apply_on_top_and_are_checked(tmp_path):
     path = write(tmp_path, "pool: {size: 4}\n")
     cfg = load_config(Job, path, ["pool.size=8", "pool.mode=gpu", "ray.address=null"])
     assert (cfg.pool.size, cfg.pool.mode, cfg.ray.address) == (8, "gpu", None)
-    with pytest.raises(ConfigError, match="pool.size: got 0"):
+    with pytest.raises(ConfigError, match=r"pool.size \(command line\): got 0"):
         load_config(Job, path, ["pool.size=0"])
     with pytest.raises(ConfigError, match="expected an override of the form"):
         parse_overrides(["pool.size"])

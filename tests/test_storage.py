@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from teran_core.config import ConfigError, from_dict
 from teran_core.storage import StorageConfig, open_uri, resolve
 
 
@@ -129,11 +130,12 @@ def test_storage_config_has_no_credential_fields():
 
 
 def test_storage_config_refuses_bad_retry_knobs_and_credentials_in_the_endpoint():
-    bad = StorageConfig(endpoint_override="http://alice:s3cret@store:8333", retry_mode="legacy", max_attempts=0, deadline_s=0)
-    problems = bad.check()
-    assert len(problems) == 4 and not any("s3cret" in p for p in problems), problems
+    with pytest.raises(ConfigError, match=r"retry_mode: got 'legacy', expected one of 'standard', 'adaptive'"):
+        from_dict(StorageConfig, {"retry_mode": "legacy"}, source="job.yaml")
+    problems = StorageConfig(endpoint_override="http://alice:s3cret@store:8333", max_attempts=0, deadline_s=0).check()
+    assert len(problems) == 3 and not any("s3cret" in p for p in problems), problems
     assert "http://***@store:8333" in problems[0]
-    assert StorageConfig(endpoint_override="https://store:8333", retry_mode="adaptive").check() == []
+    assert from_dict(StorageConfig, {"endpoint_override": "https://store:8333", "retry_mode": "adaptive"}).check() == []
 
 
 @pytest.mark.parametrize(("text", "expected"), [
