@@ -1,7 +1,9 @@
 """Helpers for tests that run a job in a process of its own and kill it."""
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -33,6 +35,20 @@ def leftovers(tmpdir: str) -> list[str]:
     return sorted(name for name in os.listdir(tmpdir) if not name.startswith("ray-"))
 
 
+
+@contextlib.contextmanager
+def fresh_machine(env: dict | None = None):
+    """``with fresh_machine(os.environ) as (env, folder):`` runs processes with ``env`` as on a machine that never
+    ran Ray (:func:`fresh_machine_env`). Leaving the block checks that they left nothing in ``folder`` but their own
+    Ray folders; the folder is removed either way, also when the block failed."""
+    env, folder = fresh_machine_env(env or {})
+    try:
+        yield env, folder
+        left = leftovers(folder)
+        assert left == [], f"a process wrote outside its own Ray folder (Ray's machine-wide default is 'ray'): {left}"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
 def registered_checkpoints(run_folder) -> list[str]:
     """The checkpoints Ray Train has registered for a run (what a rerun resumes from). A checkpoint_* folder
     appears before that: a run killed in between starts over (CI once killed it there)."""
@@ -42,3 +58,11 @@ def registered_checkpoints(run_folder) -> list[str]:
     except (FileNotFoundError, json.JSONDecodeError):  # not written yet, or being written
         return []
     return sorted(r["checkpoint_dir_name"] for r in results)
+
+
+def shard_state(output, kind) -> dict:
+    """{stem: (marker text, shard size)} of every finished shard of one side of a job's output (a Location):
+    what a rerun must leave as it is."""
+    side = output.join(kind)
+    return {name[:-5]: (side.join("_done", name).read_text(), side.join(f"{name[:-5]}.parquet").size())
+            for name in side.join("_done").list(".json")}

@@ -2,12 +2,11 @@
 nothing machine-wide."""
 
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
-from process_helpers import fresh_machine_env, leftovers
+from process_helpers import fresh_machine
 
 
 def _listening_sockets(pids: set[int]) -> list[str]:
@@ -95,18 +94,14 @@ def test_a_job_leaves_nothing_in_the_machine_wide_ray_folder_or_tmp(tmp_path):
     Ray in one folder of its own: nothing in Ray's machine-wide default ``$TMPDIR/ray`` or ``/tmp/ray``."""
     machine_wide = "/tmp/ray"
     before = sorted(os.listdir(machine_wide)) if os.path.isdir(machine_wide) else None
-    env, tmpdir = fresh_machine_env(os.environ)
-    try:
+    with fresh_machine(os.environ) as (env, tmpdir):
         job = subprocess.run([sys.executable, "-m", "jobs.synth", "--out", str(tmp_path / "synth"), "--images", "8",
                               "synth.feature_dim=4", "synth.group_size=2", "synth.test_images=0", "synth.dev_images=0",
                               "ray.num_cpus=1", "ray.object_store_memory_mb=128"],
                              env=env, capture_output=True, text=True, timeout=150)
         assert job.returncode == 0, job.stderr[-3000:]
-        assert leftovers(tmpdir) == []
         own = os.listdir(tmpdir)
         assert len(own) == 1 and os.path.isdir(os.path.join(tmpdir, own[0], "session_latest")), own
         assert f"local Ray's files and logs: {os.path.join(tmpdir, own[0])}" in job.stderr
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
     after = sorted(os.listdir(machine_wide)) if os.path.isdir(machine_wide) else None
     assert after == before

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from process_helpers import fresh_machine_env, leftovers
+from process_helpers import fresh_machine
 
 from teran_core import TERAN, TeranConfig, save_checkpoint
 from teran_core.config import load_config
@@ -82,34 +82,31 @@ def end_session(session: int, grace_s: float = 30) -> None:
 def gpu_cluster(tmp_path):
     """The simulated cluster, started as on a machine that never ran Ray (an empty TMPDIR of its own); shut
     down with every process it started when the test ends, leaving nothing outside its own Ray folder."""
-    env, tmpdir = fresh_machine_env({
-        **os.environ,
-        "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", ""),  # `python` in a job entrypoint is this venv's
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})  # else a driver swaps 127.0.0.1 for the host's address
-    env.pop("RAY_ADDRESS", None)
-    with open(tmp_path / "cluster.log", "w") as log:
-        helper = subprocess.Popen([sys.executable, str(HERE / "rehearsal_cluster.py")], cwd=REPO, env=env, text=True,
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
-    info = {}
-    try:
-        line = helper.stdout.readline()
-        if not line:
-            pytest.fail(f"the simulated cluster did not start:\n{(tmp_path / 'cluster.log').read_text()[-3000:]}")
-        info = json.loads(line)
-        yield SimulatedCluster(info["address"], info["dashboard"], {**env, "RAY_ADDRESS": info["address"]}, tmp_path)
-    finally:
-        helper.stdin.close()  # the helper shuts the cluster down
+    environ = {**os.environ,
+               "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", ""),  # `python` in a job entrypoint is this venv's
+               "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # else a driver swaps 127.0.0.1 for the host's address
+    environ.pop("RAY_ADDRESS", None)
+    with fresh_machine(environ) as (env, _):
+        with open(tmp_path / "cluster.log", "w") as log:
+            helper = subprocess.Popen([sys.executable, str(HERE / "rehearsal_cluster.py")], cwd=REPO, env=env, text=True,
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+        info = {}
         try:
-            helper.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            pass
-        end_session(helper.pid)
-        helper.stdout.close()
-        if info:  # Ray's last processes may still have written logs there after the helper removed it
-            shutil.rmtree(info["temp_dir"], ignore_errors=True)
-        left = leftovers(tmpdir)
-        shutil.rmtree(tmpdir, ignore_errors=True)
-        assert left == [], "the cluster or a job wrote outside its own Ray folder (Ray's machine-wide default is 'ray')"
+            line = helper.stdout.readline()
+            if not line:
+                pytest.fail(f"the simulated cluster did not start:\n{(tmp_path / 'cluster.log').read_text()[-3000:]}")
+            info = json.loads(line)
+            yield SimulatedCluster(info["address"], info["dashboard"], {**env, "RAY_ADDRESS": info["address"]}, tmp_path)
+        finally:
+            helper.stdin.close()  # the helper shuts the cluster down
+            try:
+                helper.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                pass
+            end_session(helper.pid)
+            helper.stdout.close()
+            if info:  # Ray's last processes may still have written logs there after the helper removed it
+                shutil.rmtree(info["temp_dir"], ignore_errors=True)
 
 
 def run(cluster: SimulatedCluster, name: str, *args: str) -> tuple[int, str]:

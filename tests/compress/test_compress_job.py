@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from process_helpers import kill_session
+from process_helpers import kill_session, shard_state
 from teran_core.compress.run import CompressJobConfig, CompressPaths
 from teran_core.embedding_set import EmbeddingSet
 from teran_core.index.synthetic import GroundedSpec, write_grounded_embeddings
@@ -25,13 +25,6 @@ def run(endpoint, config):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.path.join(REPO, "tests")]), "AWS_ENDPOINT_URL_S3": endpoint}
     return subprocess.Popen([sys.executable, "-m", "jobs.compress", "--config", config], cwd=REPO, env=env,
                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def finished(output, kind):
-    """{stem: (marker text, shard size)} of every compressed shard with a marker."""
-    side = output.join(kind)
-    return {name[:-5]: (side.join("_done", name).read_text(), side.join(f"{name[:-5]}.parquet").size())
-            for name in side.join("_done").list(".json")}
 
 
 @pytest.mark.integration
@@ -54,7 +47,7 @@ def test_a_killed_driver_resumes_with_the_same_centroids_and_compresses_each_sha
     os.kill(driver.pid, signal.SIGKILL)
     driver.communicate()
     kill_session(driver.pid)
-    before = {kind: finished(output, kind) for kind in ("images", "captions")}
+    before = {kind: shard_state(output, kind) for kind in ("images", "captions")}
     assert 3 <= len(before["images"]) < 30, "the job must be killed half-way"
     assert not output.join("images", "manifest.json").exists()
     codec = {name: output.join("codec", name).read_bytes() for name in ("centroids.npy", "codec.json")}
@@ -67,7 +60,7 @@ def test_a_killed_driver_resumes_with_the_same_centroids_and_compresses_each_sha
     assert summary["codec_reused"] is True
     assert {name: output.join("codec", name).read_bytes() for name in codec} == codec  # centroids identical after the kill
     for kind in ("images", "captions"):
-        after = finished(output, kind)
+        after = shard_state(output, kind)
         assert len(after) == 30
         assert {stem: after[stem] for stem in before[kind]} == before[kind]  # finished shards neither rewritten nor re-marked
         side = summary["sides"][kind]

@@ -5,7 +5,6 @@ Each job runs in its own process (one Ray per process); the data and the output 
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 import yaml
 
 from encode_helpers import assert_exactly_once, assert_matches_model, direct_tokens, make_dataset
-from process_helpers import fresh_machine_env, kill_session, leftovers
+from process_helpers import fresh_machine, fresh_machine_env, kill_session, shard_state
 
 HERE = os.path.dirname(__file__)
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -47,19 +46,8 @@ def run(endpoint, tmpdir, *args, **kwargs):
 @pytest.fixture
 def fresh_tmpdir():
     """A ``TMPDIR`` for the test's processes; in the end it must hold nothing but their own Ray folders."""
-    _, folder = fresh_machine_env({})
-    yield folder
-    try:
-        assert leftovers(folder) == [], "a process wrote outside its own Ray folder (Ray's machine-wide default is 'ray')"
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def shard_state(output, kind):
-    """{stem: (marker text, shard size)} of every finished shard."""
-    side = output.join(kind)
-    return {name[:-5]: (side.join("_done", name).read_text(), side.join(f"{name[:-5]}.parquet").size())
-            for name in side.join("_done").list(".json")}
+    with fresh_machine() as (_, folder):
+        yield folder
 
 
 @pytest.mark.integration

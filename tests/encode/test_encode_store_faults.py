@@ -14,8 +14,8 @@ import yaml
 
 from encode_helpers import assert_exactly_once, assert_matches_model, direct_tokens, make_dataset
 from fault_proxy import FaultProxy, wait_for
-from process_helpers import kill_session
-from test_encode_faults import REPO, shard_state
+from process_helpers import kill_session, shard_state
+from test_encode_faults import REPO
 
 
 def start_job(tmp_path, root, dataset, checkpoint, endpoint, **storage):

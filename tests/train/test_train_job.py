@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import time
 
 import pytest
 import yaml
-from process_helpers import fresh_machine_env, leftovers
+from process_helpers import fresh_machine
 
 from process_helpers import registered_checkpoints
 from teran_core.checkpoint import load_checkpoint
@@ -39,20 +38,17 @@ def test_killed_training_resumes_from_its_last_checkpoint(tiny_dataset, tiny_mod
     # a path relative to the driver's working directory, as a user types it: the workers run elsewhere
     config = _config(tmp_path, os.path.relpath(tiny_dataset), tiny_model_kwargs, epochs=3)
     command = [sys.executable, "-m", "jobs.train", "--config", config]
-    env, tmpdir = fresh_machine_env(os.environ)  # Ray Train's lock files too stay in each run's own Ray folder
-    with open(tmp_path / "first.log", "wb") as log:
-        first = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 400
-        while not _checkpoints(tmp_path) and first.poll() is None and time.time() < deadline:
-            time.sleep(0.5)
-        assert _checkpoints(tmp_path), (tmp_path / "first.log").read_text()[-3000:]
-        os.killpg(first.pid, signal.SIGKILL)  # the driver and the local Ray it started, mid-run
-        first.wait()
-    time.sleep(2)
-    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    left = leftovers(tmpdir)
-    shutil.rmtree(tmpdir, ignore_errors=True)
-    assert left == [], "a training run wrote outside its own Ray folder"
+    with fresh_machine(os.environ) as (env, _):  # Ray Train's lock files too stay in each run's own Ray folder
+        with open(tmp_path / "first.log", "wb") as log:
+            first = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            deadline = time.time() + 400
+            while not _checkpoints(tmp_path) and first.poll() is None and time.time() < deadline:
+                time.sleep(0.5)
+            assert _checkpoints(tmp_path), (tmp_path / "first.log").read_text()[-3000:]
+            os.killpg(first.pid, signal.SIGKILL)  # the driver and the local Ray it started, mid-run
+            first.wait()
+        time.sleep(2)
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     output = second.stdout + second.stderr
     assert second.returncode == 0, output[-3000:]
     assert "resuming at epoch" in output, output[-3000:]
