@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from teran_core.config import knob
+from teran_core.index.catalog import TeranIndex
 from teran_core.index.candidates import centroid_candidates, global_candidates, plaid_defaults, token_candidates, union_candidates
 from teran_core.index.search import ShardedIndex
 from teran_core.index.vectors import content_slots
@@ -99,7 +100,7 @@ class TwoStageRetriever:
     Example (an index from ``teran build-index``; tests/test_retrieval.py runs this on a small one)::
 
         index = TeranIndex.open("s3://bucket/index/coco")
-        retriever = index.retriever(TwoStageConfig(k_candidates=500))  # or TwoStageRetriever(..., parts=index.parts())
+        retriever = TwoStageRetriever.over(index, TwoStageConfig(k_candidates=500))
         ranked = retriever.search("captions", model.encode_texts(["a red dog next to a blue car"]), k=10)
         [index.id_map("images").item_id(i) for i in ranked.items[0]]
     """
@@ -108,6 +109,14 @@ class TwoStageRetriever:
         self.config = config
         self.stores = {"images": images, "captions": captions}
         self.parts = parts
+
+    @classmethod
+    def over(cls, index: TeranIndex, config: TwoStageConfig, *, in_memory: bool = False) -> TwoStageRetriever:
+        """A retriever over every part of ``index`` and its embedding set (loaded into memory with ``in_memory``)."""
+        stores = {side: index.embeddings(side) for side in ("images", "captions")}
+        if in_memory:
+            stores = {side: emb.load() for side, emb in stores.items()}
+        return cls(config, images=stores["images"], captions=stores["captions"], parts=index.parts())
 
     def _part(self, name: str, setting: str) -> ShardedIndex:
         if name not in self.parts:

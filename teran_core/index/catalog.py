@@ -126,15 +126,6 @@ class TeranIndex:
             self._ids[side] = IdMap.open(self.root.join("ids", side), self.manifest["sides"][side]["id_shards"])
         return self._ids[side]
 
-    def retriever(self, config, *, in_memory: bool = False):
-        """A :class:`~teran_core.retrieval.TwoStageRetriever` over every part and the embedding set."""
-        from teran_core.retrieval import TwoStageRetriever
-
-        stores = {side: self.embeddings(side) for side in ("images", "captions")}
-        if in_memory:
-            stores = {side: emb.load() for side, emb in stores.items()}
-        return TwoStageRetriever(config, images=stores["images"], captions=stores["captions"], parts=self.parts())
-
     def load_model(self, checkpoint: str | None = None, fmt: str = "auto"):
         """The model that encoded the embeddings (recorded in index.json), or ``checkpoint`` instead.
 

@@ -9,7 +9,7 @@ from teran_core.embedding_set import EmbeddingSet
 from teran_core.index.catalog import TeranIndex, build_index
 from teran_core.index.config import IndexSection
 from teran_core.index.synthetic import GroundedSpec, write_grounded_embeddings
-from teran_core.retrieval import TwoStageConfig
+from teran_core.retrieval import TwoStageConfig, TwoStageRetriever
 from teran_core.storage import resolve
 
 SPEC = GroundedSpec(images=60, dim=32, regions=8, words=(3, 6), concepts=20, images_per_shard=25)
@@ -35,14 +35,14 @@ def test_probing_every_centroid_without_pruning_returns_every_item(index, query_
     lists = index.part(f"{'images' if query_side == 'captions' else 'captions'}-centroids")
     config = TwoStageConfig(k_candidates=n_items, i2t_k_factor=1.0, t2i_candidates="centroids", i2t_candidates="centroids",
                             ncells=lists.n_centroids, centroid_score_threshold=-1, ndocs=n_items)
-    retriever = index.retriever(config)
+    retriever = TwoStageRetriever.over(index, config)
     batch = queries(index, query_side, 4)
     for cands in retriever.candidates(query_side, batch.tokens, batch.lengths):
         assert sorted(cands.tolist()) == list(range(n_items))
 
 
 def test_centroid_candidates_rank_the_true_image_near_the_top(index):
-    retriever = index.retriever(TwoStageConfig(k_candidates=10, t2i_candidates="centroids"))
+    retriever = TwoStageRetriever.over(index, TwoStageConfig(k_candidates=10, t2i_candidates="centroids"))
     assert retriever.centroid_settings("captions") == (1, 0.5, 256)  # PLAID's defaults for K' <= 10
     batch = queries(index, "captions", 50)
     cands = retriever.candidates("captions", batch.tokens, batch.lengths)
@@ -55,15 +55,15 @@ def test_centroid_candidates_rank_the_true_image_near_the_top(index):
 def test_union_with_centroids_joins_the_global_candidates(index):
     config = TwoStageConfig(k_candidates=5, t2i_candidates="union", union_with="centroids")
     batch = queries(index, "captions", 8)
-    union = index.retriever(config).candidates("captions", batch.tokens, batch.lengths)
-    alone = {source: index.retriever(TwoStageConfig(k_candidates=5, t2i_candidates=source)).candidates("captions", batch.tokens, batch.lengths)
+    union = TwoStageRetriever.over(index, config).candidates("captions", batch.tokens, batch.lengths)
+    alone = {source: TwoStageRetriever.over(index, TwoStageConfig(k_candidates=5, t2i_candidates=source)).candidates("captions", batch.tokens, batch.lengths)
              for source in ("global", "centroids")}
     for q in range(8):
         assert set(union[q]) == set(alone["global"][q]) | set(alone["centroids"][q])
 
 
 def test_two_stage_search_runs_on_the_compressed_store(index):
-    ranked = index.retriever(TwoStageConfig(k_candidates=20, t2i_candidates="centroids")).search("captions", queries(index, "captions", 10), k=5)
+    ranked = TwoStageRetriever.over(index, TwoStageConfig(k_candidates=20, t2i_candidates="centroids")).search("captions", queries(index, "captions", 10), k=5)
     assert ranked.items.shape == (10, 5) and np.all(ranked.items >= 0) and np.all(np.isfinite(ranked.scores))
     assert np.all(np.diff(ranked.scores, axis=1) <= 0)
 
