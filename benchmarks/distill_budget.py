@@ -14,7 +14,6 @@ captions) against exhaustive TERAN, their ratio, the dev top-10 overlap and the 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import tempfile
@@ -26,7 +25,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
-from demo_budget import run as train_teran, train_pairs  # noqa: E402
+from demo_budget import run as train_teran  # noqa: E402
+from demo_budget import train_pairs
 
 from teran_core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from teran_core.config import load_config  # noqa: E402
@@ -35,7 +35,6 @@ from teran_core.data.synth import SynthConfig, generate_dataset  # noqa: E402
 from teran_core.demo import DemoJobConfig, step_configs  # noqa: E402
 from teran_core.distill import DevAgreement, DistillLossConfig, FrozenTokens, TokenPool, distill_step  # noqa: E402
 from teran_core.distill.loop import HeadPair  # noqa: E402
-from teran_core.evaluation import retrieval_metrics  # noqa: E402
 from teran_core.model.global_head import GlobalHead, GlobalHeadConfig  # noqa: E402
 from teran_core.train.loop import DevSet  # noqa: E402
 from teran_core.train.pairs import collate_pairs  # noqa: E402

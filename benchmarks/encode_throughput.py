@@ -124,7 +124,7 @@ def replicate(dataset, root, copies: int):
     shards = {kind: [] for kind in ("images", "captions")}
     for k in range(copies):
         for kind, id_columns in (("images", ["image_id"]), ("captions", ["caption_id", "image_id"])):
-            for i, info in enumerate(dataset.shards[kind]):
+            for i in range(len(dataset.shards[kind])):
                 table = read_shard(dataset, kind, i)
                 for column in id_columns:
                     renamed = pc.binary_join_element_wise(f"{k}-", table.column(column), "")

@@ -27,7 +27,6 @@ has landed, is what the ``global`` column holds.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess

@@ -16,8 +16,8 @@ from typing import Literal
 import numpy as np
 
 from teran_core.config import knob
-from teran_core.index.catalog import TeranIndex
 from teran_core.index.candidates import centroid_candidates, global_candidates, plaid_defaults, token_candidates, union_candidates
+from teran_core.index.catalog import TeranIndex
 from teran_core.index.search import ShardedIndex
 from teran_core.index.vectors import content_slots
 from teran_core.model.config import AlignmentMode

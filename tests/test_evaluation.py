@@ -8,8 +8,14 @@ import pytest
 import torch
 
 from teran_core.evaluation import (
-    METRIC_KEYS, five_fold_1k, i2t_ranks, metrics_from_ranks, protocol_metrics, ranks_in_lists,
-    retrieval_metrics, t2i_ranks,
+    METRIC_KEYS,
+    five_fold_1k,
+    i2t_ranks,
+    metrics_from_ranks,
+    protocol_metrics,
+    ranks_in_lists,
+    retrieval_metrics,
+    t2i_ranks,
 )
 
 

@@ -154,6 +154,7 @@ def test_redact(text, expected):
 @pytest.mark.timeout(120)
 def test_retried_faults_are_invisible_and_a_store_down_past_the_deadline_raises_one_clear_error(s3_server, s3_root):
     from fault_proxy import FaultProxy
+
     from teran_core.storage import StoreUnavailable
 
     proxy = FaultProxy(s3_server.port, fail_rate=0.2)

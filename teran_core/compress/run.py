@@ -25,8 +25,7 @@ import numpy as np
 
 from teran_core.compress.centroids import centroid_count, train_centroids
 from teran_core.compress.codec import fit_codec
-from teran_core.compress.store import (CODEC_DIR, COMPRESSED_FORMAT_VERSION, compress_table, compressed_schema, read_codec,
-                                       write_codec)
+from teran_core.compress.store import CODEC_DIR, COMPRESSED_FORMAT_VERSION, compress_table, compressed_schema, read_codec, write_codec
 from teran_core.config import RayConfig, knob
 from teran_core.data.writer import write_parquet
 from teran_core.embedding_set import KINDS, EmbeddingSet, ShardInfo

@@ -66,7 +66,7 @@ def _region_checks(table: pa.Table, problems: Problems, index: np.ndarray, featu
                       (inverted, "is inverted (x2 < x1 or y2 < y1)")):
         firsts = _first_region(bad, box_row, box_starts)
         _flag(problems, np.isin(np.arange(len(counts)), list(firsts)),
-              lambda i: f"region {firsts[i]} box {coords[box_starts[i] + firsts[i]].tolist()} {what}", index)
+              lambda i, firsts=firsts, what=what: f"region {firsts[i]} box {coords[box_starts[i] + firsts[i]].tolist()} {what}", index)
 
 
 def image_row_problems(table: pa.Table, *, feature_dim: int, max_regions: int, boxes_required: bool = True) -> Problems:

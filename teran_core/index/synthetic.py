@@ -22,6 +22,7 @@ vectors, blurred by the mean and the noise, rank it less sharply: the gap two-st
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 
 from teran_core.config import knob

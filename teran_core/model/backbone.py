@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 __all__ = ["default_backbone_path", "load_tokenizer", "load_backbone", "check_bert_uncased_vocabulary"]

@@ -1,6 +1,6 @@
 """Recall of exhaustive, global-only and two-stage retrieval against a split's ground truth."""
 
-from teran_core.recall.config import EvaluateJobConfig, EvalSection
+from teran_core.recall.config import EvalSection, EvaluateJobConfig
 from teran_core.recall.evaluators import CollectionEvaluator
 from teran_core.recall.run import evaluate_collection, evaluate_protocol, local_mapper
 from teran_core.recall.truth import GroundTruth, load_ground_truth, split_ground_truth

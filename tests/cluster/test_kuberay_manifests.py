@@ -6,7 +6,13 @@ import copy
 
 import pytest
 from cluster_files import (
-    IMAGE_ROOT, KUBERAY_FILES, RAY_VERSION, RAYJOB_FILES, TERAN_IMAGE_TAG_SUFFIX, load_yaml, renamed,
+    IMAGE_ROOT,
+    KUBERAY_FILES,
+    RAY_VERSION,
+    RAYJOB_FILES,
+    TERAN_IMAGE_TAG_SUFFIX,
+    load_yaml,
+    renamed,
 )
 from kuberay_schema import CRD_DIR, manifest_problems
 

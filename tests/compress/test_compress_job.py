@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 import yaml
-
 from process_helpers import kill_session, shard_state
+
 from teran_core.compress.run import CompressJobConfig, CompressPaths
 from teran_core.embedding_set import EmbeddingSet
 from teran_core.index.synthetic import GroundedSpec, write_grounded_embeddings

@@ -76,7 +76,7 @@ def test_corrupt_or_truncated_shard_stops_naming_it(dataset, damage):
 def test_shard_that_differs_from_the_manifest_stops(tmp_path):
     root = tmp_path / "ds"
     manifest = generate_dataset(TINY, str(root))
-    other = generate_dataset(dataclasses.replace(TINY, seed=9), str(tmp_path / "other"))
+    generate_dataset(dataclasses.replace(TINY, seed=9), str(tmp_path / "other"))
     (root / "images" / "images-00000.parquet").write_bytes((tmp_path / "other" / "images" / "images-00000.parquet").read_bytes())
     assert check_dataset(str(root)).rejects.num_rows == 0  # same ids: only the checksum can tell
     with pytest.raises(DataError, match=r"images shard images-00000.parquet .* does not match the sha256 in dataset.json"):

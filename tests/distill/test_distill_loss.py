@@ -93,7 +93,7 @@ def test_the_students_top10_overlap_with_the_teacher_rises_over_the_steps(hard_n
         return agreement(student, dev_teacher)["top10_overlap"]
 
     curve = [overlap()]
-    for epoch in range(6):
+    for _ in range(6):
         for start in range(0, 256, 32):
             rows = torch.arange(start, start + 32)
             ids = ([f"i{r}" for r in rows.tolist()], [f"c{r}" for r in rows.tolist()])

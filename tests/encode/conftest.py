@@ -1,8 +1,8 @@
 """Encode-test fixtures: one tiny checkpoint per run and the model loaded from it."""
 
 import pytest
-
 from encode_helpers import TINY
+
 from teran_core import TERAN, load_checkpoint, save_checkpoint
 
 

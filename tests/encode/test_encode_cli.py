@@ -7,8 +7,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from encode_helpers import job_config, make_dataset
+
 from teran_core.config import to_yaml
 from teran_core.encode import run_encode
 from teran_core.storage import resolve

@@ -12,7 +12,6 @@ import time
 
 import pytest
 import yaml
-
 from encode_helpers import assert_exactly_once, assert_matches_model, direct_tokens, make_dataset
 from process_helpers import fresh_machine, fresh_machine_env, kill_session, shard_state
 

@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from encode_helpers import job_config, make_dataset
+
 from teran_core.config import ConfigError, load_config
 from teran_core.encode import EncodeJobConfig, OutputConflict
 from teran_core.encode.identity import claim_side, job_id, job_identity

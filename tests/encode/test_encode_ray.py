@@ -4,8 +4,8 @@ import json
 
 import pytest
 import yaml
-
 from encode_helpers import assert_exactly_once, assert_matches_model, direct_tokens, make_dataset
+
 from jobs.encode import main
 
 

@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pyarrow as pa
 import pytest
-
 from encode_helpers import TINY, assert_exactly_once, assert_matches_model, direct_tokens, job_config, make_dataset, rewrite_shard
+
 from teran_core import TERAN, save_checkpoint
 from teran_core.data import DataError, read_shard
 from teran_core.data.regions import region_arrays

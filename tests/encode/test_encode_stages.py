@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-
 from encode_helpers import FP16_TOLERANCE, ID_COLUMN, direct_tokens, make_dataset
+
 from teran_core.data import CaptionCollator, read_shard
 from teran_core.embeddings import from_table
 from teran_core.encode import ExactlyOnceError, ModelSpec, TeranEncoder, read_shards, write_parts

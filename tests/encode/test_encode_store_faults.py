@@ -11,7 +11,6 @@ import time
 
 import pytest
 import yaml
-
 from encode_helpers import assert_exactly_once, assert_matches_model, direct_tokens, make_dataset
 from fault_proxy import FaultProxy, wait_for
 from process_helpers import kill_session, shard_state

@@ -5,6 +5,7 @@ import os
 import shutil
 
 import pytest
+from report_helpers import K_SWEEP, demo_sized_evaluation
 
 from teran_core.data.synth.vocabulary import ATTRIBUTE_FAMILIES
 from teran_core.demo import METRICS
@@ -12,9 +13,6 @@ from teran_core.html_report.render import demo_page, evaluation_page
 from teran_core.html_report.scenes import COLOURS
 from teran_core.report import plots
 from teran_core.storage import resolve
-
-from report_helpers import K_SWEEP, demo_sized_evaluation
-
 
 MAX_PAGE_BYTES = 2 * 2**20  # the limit for the 1K-image demo report
 

@@ -32,7 +32,7 @@ def _transformer_shapes(prefix: str, width: int, feedforward: int, layers: int) 
 
 def reference_shapes(cfg, bert) -> list[tuple[str, tuple]]:
     """(key, shape) of the reference TERAN's state dict, in its order, for a TeranConfig and BertConfig."""
-    H, V, I, D, Fd = bert.hidden_size, bert.vocab_size, bert.intermediate_size, cfg.embed_size, cfg.feat_dim
+    H, V, FF, D, Fd = bert.hidden_size, bert.vocab_size, bert.intermediate_size, cfg.embed_size, cfg.feat_dim
     out = [
         (BERT + "embeddings.word_embeddings.weight", (V, H)),
         (BERT + "embeddings.position_embeddings.weight", (bert.max_position_embeddings, H)),
@@ -46,8 +46,8 @@ def reference_shapes(cfg, bert) -> list[tuple[str, tuple]]:
         out += [
             (p + "attention.output.dense.weight", (H, H)), (p + "attention.output.dense.bias", (H,)),
             (p + "attention.output.LayerNorm.weight", (H,)), (p + "attention.output.LayerNorm.bias", (H,)),
-            (p + "intermediate.dense.weight", (I, H)), (p + "intermediate.dense.bias", (I,)),
-            (p + "output.dense.weight", (H, I)), (p + "output.dense.bias", (H,)),
+            (p + "intermediate.dense.weight", (FF, H)), (p + "intermediate.dense.bias", (FF,)),
+            (p + "output.dense.weight", (H, FF)), (p + "output.dense.bias", (H,)),
             (p + "output.LayerNorm.weight", (H,)), (p + "output.LayerNorm.bias", (H,)),
         ]
     out += [

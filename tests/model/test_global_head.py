@@ -7,7 +7,7 @@ import torch
 from reference_layout import reference_config_dict, reference_state_dict, write_reference_checkpoint
 from transformers import BertConfig
 
-from teran_core import TERAN, TeranConfig, load_checkpoint, load_reference_checkpoint, save_checkpoint
+from teran_core import TeranConfig, load_checkpoint, load_reference_checkpoint, save_checkpoint
 from teran_core.alignment import alignment_scores
 from teran_core.checkpoint import FORMAT_VERSION
 from teran_core.distill import FrozenTokens

@@ -6,7 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 from reference_layout import (
-    BERT, reference_captions, reference_config_dict, reference_images, reference_shapes, reference_state_dict,
+    BERT,
+    reference_captions,
+    reference_config_dict,
+    reference_images,
+    reference_shapes,
+    reference_state_dict,
     write_reference_checkpoint,
 )
 from transformers import BertConfig

@@ -12,8 +12,8 @@ import sys
 import time
 
 import pytest
-
 from process_helpers import kill_session
+
 from teran_core.data.manifest import DatasetManifest
 from teran_core.data.readers import read_shard
 from teran_core.embedding_set import EmbeddingSet

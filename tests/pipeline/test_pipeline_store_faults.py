@@ -19,6 +19,7 @@ from encode_helpers import assert_exactly_once, assert_matches_model, direct_tok
 from fault_proxy import FaultProxy
 from process_helpers import kill_session
 from test_pipeline_job import REPO, STAGES, TINY, finished_state
+
 from teran_core import load_checkpoint
 from teran_core.data.manifest import DatasetManifest
 

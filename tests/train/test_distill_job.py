@@ -10,8 +10,8 @@ import time
 import pytest
 import torch
 import yaml
-
 from process_helpers import registered_checkpoints
+
 from teran_core import TERAN, load_checkpoint, save_checkpoint
 from teran_core.alignment import alignment_scores
 

@@ -9,9 +9,8 @@ import time
 
 import pytest
 import yaml
-from process_helpers import fresh_machine
+from process_helpers import fresh_machine, registered_checkpoints
 
-from process_helpers import registered_checkpoints
 from teran_core.checkpoint import load_checkpoint
 
 

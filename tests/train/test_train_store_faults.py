@@ -12,8 +12,8 @@ import sys
 
 import pytest
 import yaml
-
 from fault_proxy import FaultProxy
+
 from teran_core.checkpoint import load_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
