@@ -29,6 +29,8 @@ from teran_core.index.config import BuildIndexJobConfig
 from teran_core.index.layout import deserialize, serialize
 from teran_core.storage import resolve
 
+CONFIG = BuildIndexJobConfig  # what this job's --config holds; the demo and the pipeline check their step configs with it
+
 PROG = "teran build-index"
 
 
@@ -96,7 +98,7 @@ def build(cfg: BuildIndexJobConfig) -> dict:
 
 
 def _run(args) -> int:
-    cfg = load_job_config(BuildIndexJobConfig, args)
+    cfg = load_job_config(CONFIG, args)
     if missing := cfg.missing():
         raise ConfigError(args.config, missing)
     init_ray(cfg.ray)

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import yaml
 
-from teran_core.config import ConfigError, RayConfig, load_config, to_yaml
+from teran_core.config import ConfigError, RayConfig, from_dict, load_config, to_yaml
 from teran_core.storage import Location, RedactingFilter, store_unavailable_in
 
 T = TypeVar("T")
@@ -83,6 +83,31 @@ def write_step_config(root: Location, config_dir: str, step: str, job: str, conf
         with open(path) as f:
             root.join("configs", f"{step}.yaml").write_text(f.read())
     return path
+
+
+def check_steps(prog: str, steps: dict[str, tuple[type, dict]]) -> None:
+    """Builds every step's job config (step -> (config class, the config as plain data)) before the first
+    step runs, so that a bad value in a late step stops the whole run in seconds, not after the steps
+    before it; a required location left empty counts too. Raises one ConfigError naming each problem's step.
+
+    Example:
+        >>> from teran_core.recall.config import EvaluateJobConfig
+        >>> check_steps("teran pipeline", {"evaluate": (EvaluateJobConfig, {"two_stage": {"mode": "MrSW"}})})
+        Traceback (most recent call last):
+          ...
+        teran_core.config.ConfigError: config teran pipeline's step configs is not valid (1 problem(s)):
+          - step evaluate: two_stage.mode: got 'MrSW', expected one of 'MrSw', 'MrAVGw', 'MwSr', 'symm', 'sum', 'mean', 'scan-sentences'
+    """
+    problems = []
+    for step, (cls, config) in steps.items():
+        try:
+            cfg = from_dict(cls, config, source=f"step {step}")
+        except ConfigError as err:
+            problems += [f"step {step}: {p}" for p in err.problems]
+            continue
+        problems += [f"step {step}: {p}" for p in getattr(cfg, "missing", list)()]
+    if problems:
+        raise ConfigError(f"{prog}'s step configs", problems)
 
 
 def private_ray_tmpdir() -> str:

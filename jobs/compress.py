@@ -25,6 +25,8 @@ from teran_core.config import ConfigError
 from teran_core.embedding_set import KINDS, EmbeddingSet
 from teran_core.storage import resolve
 
+CONFIG = CompressJobConfig  # what this job's --config holds; the demo and the pipeline check their step configs with it
+
 PROG = "teran compress"
 
 
@@ -66,7 +68,7 @@ def compress(cfg: CompressJobConfig) -> dict:
 
 
 def _run(args) -> int:
-    cfg = load_job_config(CompressJobConfig, args)
+    cfg = load_job_config(CONFIG, args)
     if missing := cfg.missing():
         raise ConfigError(args.config, missing)
     try:

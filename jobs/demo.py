@@ -17,7 +17,7 @@ import time
 import torch
 
 from jobs import build_index, distill, encode, evaluate, synth, train
-from jobs.common import init_ray, job_parser, load_job_config, run_main, step_config_dir, write_step_config
+from jobs.common import check_steps, init_ray, job_parser, load_job_config, run_main, step_config_dir, write_step_config
 from teran_core.checkpoint import save_checkpoint
 from teran_core.demo import MODELS, DemoJobConfig, comparison_markdown, comparison_rows, step_configs, summary_page
 from teran_core.model.teran import TERAN
@@ -35,9 +35,10 @@ def _job(step: str):
 def run(cfg: DemoJobConfig) -> int:
     started = time.time()
     root = resolve(cfg.root, cfg.storage)
+    steps = step_configs(cfg)
+    check_steps(PROG, {step: (_job(step).CONFIG, step_cfg) for step, step_cfg in steps.items()})
     config_dir = step_config_dir(root)
     init_ray(cfg.ray)  # one local Ray for every step
-    steps = step_configs(cfg)
     m = cfg.model
     print(f"[demo] text backbone: the first {m.bert_layers} layer(s) of all-MiniLM-L6-v2, "
           f"{'fine-tuned' if m.fine_tune else 'frozen, its hidden states computed once and cached'}; "

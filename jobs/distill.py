@@ -28,6 +28,8 @@ from teran_core.train import collate_pairs, learning_rate
 from teran_core.train.loop import DevSet
 from teran_core.train.state import TrainState
 
+CONFIG = DistillJobConfig  # what this job's --config holds; the demo and the pipeline check their step configs with it
+
 log = logging.getLogger("teran.distill")
 
 
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = job_parser("teran distill", __doc__.splitlines()[0]).parse_args(argv)
 
     def body() -> int:
-        print(json.dumps(run(load_job_config(DistillJobConfig, args)), indent=2))
+        print(json.dumps(run(load_job_config(CONFIG, args)), indent=2))
         return 0
 
     return run_main("teran distill", body)

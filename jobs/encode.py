@@ -23,6 +23,8 @@ from teran_core.config import ConfigError
 from teran_core.data.errors import DataError
 from teran_core.encode import EncodeJobConfig, OutputConflict, Stages, read_shards, run_encode, write_parts
 
+CONFIG = EncodeJobConfig  # what this job's --config holds; the demo and the pipeline check their step configs with it
+
 PROG = "teran encode"
 
 
@@ -83,7 +85,7 @@ class RayRunner:
 
 
 def _encode(args) -> int:
-    cfg = load_job_config(EncodeJobConfig, args, ["output.overwrite=true"] if args.overwrite else [])
+    cfg = load_job_config(CONFIG, args, ["output.overwrite=true"] if args.overwrite else [])
     if missing := cfg.missing():
         raise ConfigError(args.config, missing)
     runner = RayRunner(cfg)

@@ -33,6 +33,8 @@ from teran_core.recall.run import report_config
 from teran_core.report import markdown_report, write_report
 from teran_core.storage import resolve
 
+CONFIG = EvaluateJobConfig  # what this job's --config holds; the demo and the pipeline check their step configs with it
+
 PROG = "teran evaluate"
 log = logging.getLogger("teran.evaluate")
 
@@ -111,7 +113,7 @@ def ray_mapper(cfg: EvaluateJobConfig, index: TeranIndex, source: str):
 
 
 def _run(args) -> int:
-    cfg = load_job_config(EvaluateJobConfig, args)
+    cfg = load_job_config(CONFIG, args)
     if missing := cfg.missing():
         raise ConfigError(args.config, missing)
     index = TeranIndex.open(cfg.paths.index, cfg.storage)

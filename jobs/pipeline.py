@@ -22,7 +22,7 @@ import time
 import torch
 
 from jobs import build_index, encode, evaluate, synth
-from jobs.common import init_ray, job_parser, load_job_config, run_main, step_config_dir, write_step_config
+from jobs.common import check_steps, init_ray, job_parser, load_job_config, run_main, step_config_dir, write_step_config
 from teran_core.checkpoint import save_checkpoint
 from teran_core.config import ConfigError
 from teran_core.model.teran import TERAN
@@ -106,6 +106,7 @@ def run(cfg: PipelineJobConfig) -> int:
     root = resolve(cfg.root, cfg.storage)
     config_dir, markers = step_config_dir(root), root.join("pipeline")
     plan = stages(cfg)
+    check_steps(PROG, {name: (JOBS[stage.job].CONFIG, stage.config) for name, stage in plan.items() if stage.job in JOBS})
     summary: dict = {"root": root.uri, "stages": {}, "recall": []}
     for number, (name, stage) in enumerate(plan.items(), 1):
         marker = markers.join(f"{name}.json")

@@ -22,6 +22,8 @@ from teran_core.data.synth import finish_synthetic, write_synthetic_shard
 from teran_core.data.writer import prepare_output
 from teran_core.storage import resolve
 
+CONFIG = SynthJobConfig  # what this job's --config holds; the demo and the pipeline check their step configs with it
+
 PROG = "teran synth"
 log = logging.getLogger("teran.synth")
 
@@ -43,7 +45,7 @@ def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]
 
 
 def _run(config: str | None, overrides: list[str]) -> int:
-    cfg = load_data_job_config(SynthJobConfig, config, overrides)
+    cfg = load_data_job_config(CONFIG, config, overrides)
     log.info("resolved config:\n%s", to_yaml(cfg))
     out = resolve(cfg.output.uri, cfg.storage)
     try:

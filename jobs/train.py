@@ -26,6 +26,8 @@ from teran_core.train.curves import history_csv, history_png
 from teran_core.train.loop import DevSet, HiddenCache
 from teran_core.train.state import TrainState, load_train_state, save_train_state
 
+CONFIG = TrainJobConfig  # what this job's --config holds; the demo and the pipeline check their step configs with it
+
 log = logging.getLogger("teran.train")
 
 
@@ -181,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = job_parser("teran train", __doc__.splitlines()[0]).parse_args(argv)
 
     def body() -> int:
-        print(json.dumps(run(load_job_config(TrainJobConfig, args)), indent=2))
+        print(json.dumps(run(load_job_config(CONFIG, args)), indent=2))
         return 0
 
     return run_main("teran train", body)

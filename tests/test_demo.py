@@ -1,14 +1,20 @@
 """The demo end to end on the S3 store, shrunk to a few hundred items (the full size is `make demo`)."""
 
+import importlib
 import json
+import pathlib
 import subprocess
 import sys
 
 import pytest
 
+from jobs.common import check_steps
 from teran_core.checkpoint import load_checkpoint
-from teran_core.demo import MODELS, comparison_rows
+from teran_core.config import load_config
+from teran_core.demo import MODELS, DemoJobConfig, comparison_rows, step_configs
+from teran_core.pipeline import PipelineJobConfig, stages
 
+REPO = pathlib.Path(__file__).resolve().parent.parent
 SMALL = [
     "data.images=216", "data.test_images=64", "data.dev_images=32", "data.feature_dim=16",
     "model.feat_dim=16", "model.embed_size=16", "model.feedforward=32", "model.bert_layers=1",
@@ -43,3 +49,28 @@ def test_demo_runs_on_the_s3_store(s3_server, s3_root):
     model = load_checkpoint(root.join("models", "teran").uri, s3_root.storage)
     assert model.config.embed_size == 16 and model.config.alignment_weight == 1.0
     assert root.join("models", "global-only", "metrics.csv").read_text().startswith("epoch,")
+
+
+@pytest.mark.parametrize("job", ["demo", "pipeline"])
+def test_every_step_config_of_the_shipped_plans_is_valid(job):
+    module = importlib.import_module(f"jobs.{job}")
+    if job == "demo":
+        steps = {step: (module._job(step).CONFIG, config) for step, config in
+                 step_configs(load_config(DemoJobConfig, REPO / "configs" / "demo.yaml")).items()}
+    else:
+        steps = {name: (module.JOBS[stage.job].CONFIG, stage.config) for name, stage in
+                 stages(load_config(PipelineJobConfig, REPO / "configs" / "pipeline.yaml")).items() if stage.job in module.JOBS}
+    check_steps(f"teran {job}", steps)  # raises on the first bad one
+    assert len(steps) >= 4
+
+
+@pytest.mark.integration
+def test_a_value_only_a_late_step_refuses_stops_the_demo_before_its_first_step(tmp_path):
+    root = tmp_path / "demo"
+    # a multiple of nothing the demo's own config checks, but the synthetic data's hard-negative groups need it
+    job = subprocess.run([sys.executable, "-m", "jobs.cli", "demo", "--config", "configs/demo.yaml", f"root={root}",
+                          "data.test_images=998"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert job.returncode == 2, job.stderr[-2000:]
+    assert "teran demo's step configs is not valid" in job.stderr
+    assert "step synth-test: synth.test_images: got 998, expected a multiple of group_size (4)" in job.stderr
+    assert "[demo]" not in job.stdout and not root.exists()  # no step started, nothing written
