@@ -21,16 +21,16 @@ from ray.util import ActorPool
 
 from jobs.common import init_ray, job_parser, load_job_config, run_main
 from teran_core.config import ConfigError
+from teran_core.data.tokenizer import load_tokenizer
 from teran_core.html_report.examples import POOL, build_examples
 from teran_core.html_report.identity import model_identity
 from teran_core.html_report.render import picture_loader, write_evaluation_report
 from teran_core.html_report.scenes import dataset_metadata
 from teran_core.index.catalog import TeranIndex
 from teran_core.index.groups import FanOutIndex, ShardGroupSearcher, shard_groups
-from teran_core.model.backbone import load_tokenizer
 from teran_core.recall import CollectionEvaluator, EvaluateJobConfig, evaluate_collection, evaluate_protocol, load_ground_truth
+from teran_core.recall.report import markdown_report, write_report
 from teran_core.recall.run import report_config
-from teran_core.report import markdown_report, write_report
 from teran_core.storage import resolve
 
 CONFIG = EvaluateJobConfig  # what this job's --config holds; the demo and the pipeline check their step configs with it

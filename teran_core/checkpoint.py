@@ -23,7 +23,8 @@ import tempfile
 import torch
 
 from teran_core.config import from_dict
-from teran_core.model.backbone import check_bert_uncased_vocabulary, load_tokenizer
+from teran_core.data.tokenizer import load_tokenizer
+from teran_core.model.backbone import check_bert_uncased_vocabulary
 from teran_core.model.config import TeranConfig, load_reference_config
 from teran_core.model.global_head import GlobalHead, GlobalHeadConfig
 from teran_core.model.teran import TERAN

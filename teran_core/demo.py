@@ -16,7 +16,7 @@ from teran_core.config import RayConfig, knob
 from teran_core.html_report.identity import describe_model
 from teran_core.html_report.render import demo_page
 from teran_core.model.config import TeranConfig
-from teran_core.report import evaluator_name
+from teran_core.recall.report import evaluator_name
 from teran_core.storage import Location, StorageConfig
 
 __all__ = ["DemoModel", "DemoJobConfig", "MODELS", "step_configs", "comparison_rows", "comparison_markdown", "summary_page"]

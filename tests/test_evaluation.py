@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from teran_core.evaluation import (
+from teran_core.recall.evaluation import (
     METRIC_KEYS,
     five_fold_1k,
     i2t_ranks,
@@ -131,7 +131,7 @@ def test_bad_input_is_named():
 
 
 def test_accepts_torch_scores_and_blocks_large_matrices(monkeypatch):
-    import teran_core.evaluation as evaluation
+    import teran_core.recall.evaluation as evaluation
 
     rng = np.random.default_rng(3)
     ids = np.repeat(np.arange(30), 5)

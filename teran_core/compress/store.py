@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from teran_core.compress.codec import ResidualCodec
-from teran_core.embeddings import embedding_schema
+from teran_core.embedding_set import embedding_schema
 from teran_core.storage import Location
 
 __all__ = ["COMPRESSED_FORMAT_VERSION", "CODEC_DIR", "compressed_schema", "compress_table", "decompress_table",
@@ -51,7 +51,7 @@ def compress_table(table: pa.Table, codec: ResidualCodec) -> pa.Table:
     """An embedding table (fp16 or fp32 tokens) as a compressed one; slot 0 stays in ``global``.
 
     Example:
-        >>> from teran_core.embeddings import to_table
+        >>> from teran_core.embedding_set import to_table
         >>> codec = ResidualCodec(np.eye(8, dtype=np.float32), 1, np.array([-0.1, 0.0, 0.1]))
         >>> t = compress_table(to_table(["a"], np.eye(8, dtype=np.float32)[None, :3], np.array([3])), codec)
         >>> t.column("codes").to_pylist(), len(t.column("residuals")[0].as_py())

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from teran_core.data.regions import as_array, inner_width, region_arrays
+from teran_core.data.tokenizer import default_backbone_path, load_tokenizer
 
 __all__ = ["collate_images", "CaptionCollator", "backbone_max_length"]
 
@@ -71,8 +72,6 @@ def backbone_max_length(path: str | None = None) -> int:
         >>> backbone_max_length()
         512
     """
-    from teran_core.model.backbone import default_backbone_path
-
     with open(os.path.join(path or default_backbone_path(), "config.json"), encoding="utf-8") as f:
         return int(json.load(f)["max_position_embeddings"])
 
@@ -95,8 +94,6 @@ class CaptionCollator:
     """
 
     def __init__(self, tokenizer_path: str | None = None, max_length: int | None = None):
-        from teran_core.model.backbone import load_tokenizer
-
         self.tokenizer = load_tokenizer(tokenizer_path)
         self.max_length = max_length or backbone_max_length(tokenizer_path)
         if self.max_length < 2:

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from teran_core.alignment import TokenSet
 from teran_core.distill.agreement import agreement
 from teran_core.distill.loss import DistillLossConfig, hardest_items, listnet_loss, teacher_scores
-from teran_core.evaluation import retrieval_metrics
 from teran_core.model.global_head import GlobalHead
 from teran_core.model.teran import TERAN
+from teran_core.recall.evaluation import retrieval_metrics
 from teran_core.train.loop import DevSet, concat_token_sets, encode_dev
 
 __all__ = ["FrozenTokens", "HeadPair", "TokenPool", "distill_step", "DevAgreement"]

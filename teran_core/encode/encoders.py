@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import torch
 
 from teran_core.data.regions import as_array, region_arrays
-from teran_core.embeddings import embedding_schema, to_table
+from teran_core.embedding_set import embedding_schema, to_table
 from teran_core.encode.model_spec import ModelSpec
 
 __all__ = ["TeranEncoder", "ENCODED_COLUMNS"]

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from teran_core.data.errors import REJECT_SCHEMA
 from teran_core.data.writer import write_parquet
-from teran_core.embeddings import EMBEDDINGS_FORMAT_VERSION, embedding_schema
+from teran_core.embedding_set import EMBEDDINGS_FORMAT_VERSION, embedding_schema
 from teran_core.encode.layout import SideLayout
 from teran_core.encode.plan import ShardTask, marker_problem
 

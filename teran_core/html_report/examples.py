@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from teran_core.alignment import TokenSet, word_alignment
-from teran_core.evaluation import ranks_in_lists
+from teran_core.recall.evaluation import ranks_in_lists
 from teran_core.recall.truth import GroundTruth
 
 __all__ = ["GALLERY_SIZE", "TOP_K", "POOL", "STOPWORDS", "pick_examples", "gallery", "caption_words", "alignment_view", "build_examples"]
@@ -95,7 +95,7 @@ def caption_words(text: str, length: int, tokenizer) -> list[dict]:
         ValueError: ``length`` is not the caption's tokenization (cut at encode time, or another tokenizer).
 
     Example:
-        >>> from teran_core.model.backbone import load_tokenizer
+        >>> from teran_core.data.tokenizer import load_tokenizer
         >>> [(w["text"], w["content"]) for w in caption_words("A red dog on the grass.", 9, load_tokenizer())]
         [('a', False), ('red', True), ('dog', True), ('on', False), ('the', False), ('grass', True)]
     """
@@ -110,7 +110,7 @@ def alignment_view(image: TokenSet, caption: TokenSet, text: str, padding: str, 
     """Per scored word piece: its text, content flag, argmax region (-1: none) and contribution to the MrSw score.
 
     Example:
-        >>> from teran_core.model.backbone import load_tokenizer
+        >>> from teran_core.data.tokenizer import load_tokenizer
         >>> image = TokenSet(torch.tensor([[[0., 0.], [1., 0.], [0., 1.]]]), torch.tensor([3]))
         >>> caption = TokenSet(torch.tensor([[[0., 0.], [0., 1.], [1., 0.], [0., 0.], [0., 0.]]]), torch.tensor([5]))
         >>> [(w["text"], w["region"], w["contribution"]) for w in alignment_view(image, caption, "red dog.", "masked", load_tokenizer())]

@@ -15,7 +15,7 @@ import jinja2
 
 from teran_core.html_report.identity import run_header
 from teran_core.html_report.scenes import picture_data_uri, scene_shapes
-from teran_core.report import _COLUMNS, _num, plots
+from teran_core.recall.report import _COLUMNS, _num, plots
 from teran_core.storage import Location
 
 __all__ = ["evaluation_page", "demo_page", "write_evaluation_report", "picture_loader", "png_data_uri", "WORD_COLOURS"]

@@ -37,7 +37,7 @@ def token_vectors(table: pa.Table, first_slot: int = 1, trailing: int = 0) -> tu
         (vectors (T, D) float32, row (T,) int64 row of the owning item, slot (T,) int64).
 
     Example:
-        >>> from teran_core.embeddings import to_table
+        >>> from teran_core.embedding_set import to_table
         >>> v, row, slot = token_vectors(to_table(["a", "b"], np.ones((2, 3, 2), np.float32), np.array([3, 2])))
         >>> v.shape, row.tolist(), slot.tolist()
         ((3, 2), [0, 0, 1], [1, 2, 1])

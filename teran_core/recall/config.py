@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 
 from teran_core.config import RayConfig, knob
-from teran_core.evaluation import PROTOCOLS
 from teran_core.index.config import missing_paths
+from teran_core.recall.evaluation import PROTOCOLS
 from teran_core.retrieval import TwoStageConfig
 from teran_core.storage import StorageConfig
 

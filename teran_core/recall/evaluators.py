@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from teran_core.alignment import TokenSet, alignment_scores
-from teran_core.evaluation import ranks_in_lists
 from teran_core.index.catalog import TeranIndex
+from teran_core.recall.evaluation import ranks_in_lists
 from teran_core.recall.truth import gt_mask
 from teran_core.retrieval import TwoStageConfig, TwoStageRetriever, torch_threads
 from teran_core.storage import StorageConfig

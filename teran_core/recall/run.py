@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from teran_core.evaluation import i2t_ranks, metrics_from_ranks, protocol_metrics, t2i_ranks
 from teran_core.recall.config import EvalSection
+from teran_core.recall.evaluation import i2t_ranks, metrics_from_ranks, protocol_metrics, t2i_ranks
 from teran_core.recall.evaluators import other_side
 from teran_core.recall.truth import GroundTruth
 from teran_core.retrieval import TwoStageConfig

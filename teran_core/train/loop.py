@@ -13,9 +13,9 @@ from torch import nn
 
 from teran_core.alignment import TokenSet
 from teran_core.data import CaptionCollator, DatasetManifest, collate_images, load_split
-from teran_core.evaluation import retrieval_metrics
 from teran_core.losses import TeranLoss, training_alignment_scores
 from teran_core.model.teran import TERAN
+from teran_core.recall.evaluation import retrieval_metrics
 from teran_core.train.config import OptimConfig
 from teran_core.train.pairs import select_rows
 

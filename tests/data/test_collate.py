@@ -8,7 +8,7 @@ import pytest
 
 from teran_core.data import CaptionCollator, collate_images
 from teran_core.data.schema import captions_table, images_table
-from teran_core.model.backbone import load_tokenizer
+from teran_core.data.tokenizer import load_tokenizer
 
 
 def make_images(counts, dim=3, dtype="float32", boxes=True):

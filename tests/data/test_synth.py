@@ -13,7 +13,7 @@ from teran_core.data import collate_images
 from teran_core.data.synth import SynthConfig, SyntheticWorld, describe, generate_shard, make_scene
 from teran_core.data.synth.scene import GRID_COLUMNS, GRID_ROWS
 from teran_core.data.synth.vocabulary import ATTRIBUTE_FAMILIES, ATTRIBUTES, BACKGROUNDS, OBJECTS
-from teran_core.model.backbone import load_tokenizer
+from teran_core.data.tokenizer import load_tokenizer
 
 CFG = SynthConfig(images=400, feature_dim=32, test_images=200, dev_images=0, images_per_shard=150, feature_dtype="float32")
 

@@ -15,7 +15,7 @@ from teran_core.config import from_dict
 from teran_core.data import DatasetManifest, collate_images, read_shard
 from teran_core.data.synth import SynthConfig, generate_dataset
 from teran_core.data.writer import write_parquet
-from teran_core.embeddings import from_table
+from teran_core.embedding_set import from_table
 from teran_core.encode import EncodeJobConfig
 from teran_core.storage import Location
 

@@ -80,9 +80,9 @@ def test_the_shipped_config_loads_and_a_run_needs_its_three_locations():
     cfg = load_config(EncodeJobConfig, "configs/encode.yaml")
     assert cfg.encode.num_gpus == 1 and cfg.encode.resolved_precision() == "float16"
     assert [p.split(":")[0] for p in cfg.missing()] == ["input.dataset", "model.checkpoint", "output.uri"]
-    with pytest.raises(ConfigError, match="precision: got 'float16' on the CPU"):
+    with pytest.raises(ConfigError, match=r"encode.precision \(command line\): got 'float16' on the CPU"):
         load_config(EncodeJobConfig, "configs/encode.yaml", ["encode.num_gpus=0", "encode.precision=float16"])
-    with pytest.raises(ConfigError, match="device: got 'cuda' with num_gpus 0"):
+    with pytest.raises(ConfigError, match=r"encode.device \(command line\): got 'cuda' with num_gpus 0"):
         load_config(EncodeJobConfig, "configs/encode.yaml", ["encode.num_gpus=0", "encode.device=cuda"])
     on_cpu = load_config(EncodeJobConfig, "configs/encode.yaml", ["encode.device=cpu"]).encode
     assert (on_cpu.num_gpus, on_cpu.resolved_device(), on_cpu.resolved_precision()) == (1, "cpu", "float32")

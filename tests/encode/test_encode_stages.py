@@ -10,7 +10,7 @@ import pytest
 from encode_helpers import FP16_TOLERANCE, ID_COLUMN, direct_tokens, make_dataset
 
 from teran_core.data import CaptionCollator, read_shard
-from teran_core.embeddings import from_table
+from teran_core.embedding_set import from_table
 from teran_core.encode import ExactlyOnceError, ModelSpec, TeranEncoder, read_shards, write_parts
 from teran_core.encode.finalize import finalize_shard
 from teran_core.encode.layout import SideLayout

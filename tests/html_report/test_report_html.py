@@ -11,7 +11,7 @@ from teran_core.data.synth.vocabulary import ATTRIBUTE_FAMILIES
 from teran_core.demo import METRICS
 from teran_core.html_report.render import demo_page, evaluation_page
 from teran_core.html_report.scenes import COLOURS
-from teran_core.report import plots
+from teran_core.recall.report import plots
 from teran_core.storage import resolve
 
 MAX_PAGE_BYTES = 2 * 2**20  # the limit for the 1K-image demo report

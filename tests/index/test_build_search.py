@@ -105,8 +105,7 @@ def test_index_round_trips_through_storage(storage_root, make_side):
 def test_unnormalised_embeddings_are_rejected_with_shard_and_row(tmp_path, make_side):
     import pyarrow.parquet as pq
 
-    from teran_core.embedding_set import EmbeddingSet
-    from teran_core.embeddings import to_table
+    from teran_core.embedding_set import EmbeddingSet, to_table
 
     emb, tokens, lengths = make_side(resolve(str(tmp_path)).join("images"), "images", [4, 3], dim=8)
     tokens[5, 2] *= 2.0  # shard 1, row 1, region slot 2

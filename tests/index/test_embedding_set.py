@@ -5,8 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from teran_core.embedding_set import EmbeddingSet
-from teran_core.embeddings import to_table
+from teran_core.embedding_set import EmbeddingSet, to_table
 from teran_core.index.vectors import token_vectors
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import BertModel, BertTokenizerFast
 
-from teran_core.model.backbone import check_bert_uncased_vocabulary, default_backbone_path, load_backbone, load_tokenizer
+from teran_core.data.tokenizer import default_backbone_path, load_tokenizer
+from teran_core.model.backbone import check_bert_uncased_vocabulary, load_backbone
 
 CAPTIONS = ["a man riding a wave on top of a surfboard.", "two dogs.", "a red double decker bus driving down a street."]
 
