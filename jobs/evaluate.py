@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 
 import ray
 from ray.util import ActorPool
@@ -28,6 +27,7 @@ from teran_core.html_report.render import picture_loader, write_evaluation_repor
 from teran_core.html_report.scenes import dataset_metadata
 from teran_core.index.catalog import TeranIndex
 from teran_core.index.groups import FanOutIndex, ShardGroupSearcher, shard_groups
+from teran_core.progress import Progress
 from teran_core.recall import CollectionEvaluator, EvaluateJobConfig, evaluate_collection, evaluate_protocol, load_ground_truth
 from teran_core.recall.report import markdown_report, write_report
 from teran_core.recall.run import report_config
@@ -95,18 +95,17 @@ def ray_mapper(cfg: EvaluateJobConfig, index: TeranIndex, source: str):
     pool = ActorPool([actor.remote(*args) for _ in range(cfg.eval.actors)])
 
     def mapper(method: str, calls: list) -> list:
-        started = last_log = time.monotonic()
+        progress = Progress(log, method, len(calls), "calls", interval_s=cfg.eval.progress_interval_s)
         results = []
         for call in calls:
             pool.submit(lambda a, call: getattr(a, method).remote(*call), call)
         while pool.has_next():
             try:  # wakes at least every progress_interval_s, even while one long call runs
                 results.append(pool.get_next(timeout=cfg.eval.progress_interval_s))
+                progress.update(1)
             except TimeoutError:
-                pass
-            if time.monotonic() - last_log >= cfg.eval.progress_interval_s or len(results) == len(calls):
-                last_log = time.monotonic()
-                log.info("%s: %d/%d calls done in %.0f s", method, len(results), len(calls), last_log - started)
+                progress.update(0)
+        progress.close()
         return results
 
     return mapper

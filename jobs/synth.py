@@ -20,6 +20,7 @@ from teran_core.data.errors import DataError
 from teran_core.data.jobconfig import SynthJobConfig, load_data_job_config
 from teran_core.data.synth import finish_synthetic, write_synthetic_shard
 from teran_core.data.writer import prepare_output
+from teran_core.progress import Progress
 from teran_core.storage import resolve
 
 CONFIG = SynthJobConfig  # what this job's --config holds; the demo and the pipeline check their step configs with it
@@ -29,13 +30,13 @@ log = logging.getLogger("teran.synth")
 
 
 def gather(ray, refs: list, what: str) -> list:
-    """Waits for ``refs`` in order of completion, logging progress about 20 times; returns results in submission order."""
-    pending, done = list(refs), 0
+    """Waits for ``refs`` in order of completion, reporting progress; returns results in submission order."""
+    pending, progress = list(refs), Progress(log, "synth", len(refs), what, interval_s=10.0)
     while pending:
-        ready, pending = ray.wait(pending, num_returns=min(len(pending), max(1, len(refs) // 20)))
+        ready, pending = ray.wait(pending, num_returns=1, timeout=10.0)
         ray.get(ready)  # a failed task stops the job now, not at the end
-        done += len(ready)
-        log.info("%d/%d %s written", done, len(refs), what)
+        progress.update(len(ready))
+    progress.close()
     return ray.get(refs)
 
 

@@ -26,6 +26,7 @@ from teran_core.encode.plan import SidePlan, plan_side
 from teran_core.encode.stages import Stages, build_stages
 from teran_core.encode.summary import SideReport, build_summary, reason_kind
 from teran_core.encode.tracker import ReadyShard, ShardTracker
+from teran_core.progress import Progress
 from teran_core.storage import resolve
 
 __all__ = ["run_encode", "Pipeline", "Submit"]
@@ -95,7 +96,8 @@ class _JobRun:
     def __init__(self, plans: list[SidePlan], job: str, dim: int, dtype: str, interval: float, global_kind: str):
         self.plans = {p.kind: p for p in plans}
         self.global_kind = global_kind
-        self.job, self.dim, self.dtype, self.interval = job, dim, dtype, interval
+        self.job, self.dim, self.dtype = job, dim, dtype
+        self.progress = Progress(log, "encode", sum(len(p.todo) for p in plans), "shards", interval_s=interval)
         self.markers = {p.kind: dict(p.done) for p in plans}
         self.reports = {p.kind: SideReport(p.kind, shards=len(p.tasks), skipped=len(p.done)) for p in plans}
         self.tracker = ShardTracker([t for p in plans for t in p.todo])
@@ -107,20 +109,18 @@ class _JobRun:
                 if plan.todo:
                     plan.layout.manifest.remove()  # the side is about to change: no reader may trust the old manifest
                     plan.layout.staging().remove()  # parts of killed runs; their shards are all in todo
-            last_log = time.monotonic()
             for results in pipeline(stages):
                 for ready in self.tracker.add(results):
                     layout = self.plans[ready.task.kind].layout
                     args = (ready.task, ready.parts, ready.rejects, layout, self.job, self.dim, self.dtype)
                     self.pending[submit(finalize_shard, *args)] = ready
                 self._collect(wait=False)
-                if time.monotonic() - last_log >= self.interval:
-                    log.info(self._progress())
-                    last_log = time.monotonic()
+                self.progress.update(0, self._progress())
             self._collect(wait=True)
             for task in self.tracker.unfinished():
                 self.tracker.fail(task, f"the pipeline ended with {self.tracker.arrived(task)} of its {task.rows} rows accounted for")
-        log.info(self._progress())
+        self.progress.update(0, self._progress())
+        self.progress.close()
         for kind, plan in self.plans.items():
             report = self.reports[kind]
             report.failed = {name: why for (k, name), why in self.tracker.failed.items() if k == kind}
@@ -148,8 +148,11 @@ class _JobRun:
             report.items += marker["rows"]
             report.bytes_written += marker["bytes"]
             report.rejected.update(reason_kind(r["reason"]) for r in ready.rejects)
+            self.progress.update(1, self._progress())
 
     def _progress(self) -> str:
-        sides = ", ".join(f"{kind} {len(self.markers[kind])}/{len(plan.tasks)} shards" for kind, plan in self.plans.items())
+        """What the progress line adds to the shard count: each side's finished shards (earlier runs' included),
+        failures, and items this run."""
+        sides = ", ".join(f"{kind} {len(self.markers[kind])}/{len(plan.tasks)}" for kind, plan in self.plans.items())
         items = sum(self.tracker.items.values())
-        return f"{sides} done, {len(self.tracker.failed)} failed; {items} items encoded this run, {self.tracker.rate():.1f} items/s"
+        return f"{sides}; {len(self.tracker.failed)} failed; {items} items this run, {self.tracker.rate():.1f} items/s"
