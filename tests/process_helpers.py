@@ -66,3 +66,15 @@ def shard_state(output, kind) -> dict:
     side = output.join(kind)
     return {name[:-5]: (side.join("_done", name).read_text(), side.join(f"{name[:-5]}.parquet").size())
             for name in side.join("_done").list(".json")}
+
+
+def credential_leaks(store_root, texts: dict[str, str], local_files=()) -> list[str]:
+    """Where the test run's S3 credentials (in every job's environment) appear: the objects under
+    ``store_root`` (a Location on the S3 store), the given local files, and ``texts`` (name -> a job's
+    output). A job must leak them nowhere."""
+    secrets = [os.environ["AWS_SECRET_ACCESS_KEY"], os.environ["AWS_ACCESS_KEY_ID"]]
+    objects = store_root.fs.find(store_root.path)
+    assert objects, f"nothing stored under {store_root.uri} to check"
+    leaks = [o for o in objects if any(s.encode() in store_root.fs.cat_file(o) for s in secrets)]
+    leaks += [str(f) for f in local_files if any(s.encode() in f.read_bytes() for s in secrets)]
+    return leaks + [name for name, text in texts.items() if any(s in text for s in secrets)]

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import yaml
-from process_helpers import kill_session, shard_state
+from process_helpers import credential_leaks, kill_session, shard_state
 
 from teran_core.compress.run import CompressJobConfig, CompressPaths
 from teran_core.embedding_set import EmbeddingSet
@@ -74,9 +74,10 @@ def test_a_killed_driver_resumes_with_the_same_centroids_and_compresses_each_sha
         np.testing.assert_array_equal(batch.lengths, reference.lengths)
 
     again = run(endpoint, str(config))  # a finished job: every shard skipped, nothing retrained
-    log, _ = again.communicate(timeout=500)
-    assert again.returncode == 0, log[-3000:]
+    last_log, _ = again.communicate(timeout=500)
+    assert again.returncode == 0, last_log[-3000:]
     assert {name: output.join("codec", name).read_bytes() for name in codec} == codec
+    assert credential_leaks(output, {"rerun": log, "last run": last_log}) == []  # the credentials were in its environment
 
 
 def test_the_output_must_differ_from_the_input():

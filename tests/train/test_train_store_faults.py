@@ -13,6 +13,7 @@ import sys
 import pytest
 import yaml
 from fault_proxy import FaultProxy
+from process_helpers import credential_leaks
 
 from teran_core.checkpoint import load_checkpoint
 
@@ -53,3 +54,6 @@ def test_a_failing_checkpoint_upload_is_retried(tiny_dataset, tiny_model_kwargs,
     history = json.loads((tmp_path / "export" / "metrics.json").read_text())
     assert [row["epoch"] for row in history] == [0, 1]
     assert load_checkpoint(str(tmp_path / "export")).encode_texts(["a dog"]).tokens.shape[-1] == tiny_model_kwargs["embed_size"]
+    # the credentials were in the job's environment: none may reach its output, its checkpoints or its export
+    exported = [p for p in (tmp_path / "export").rglob("*") if p.is_file()]
+    assert credential_leaks(runs, {"output": output}, exported) == []
