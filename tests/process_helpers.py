@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 
 
 def kill_session(session: int) -> None:
@@ -78,3 +79,13 @@ def credential_leaks(store_root, texts: dict[str, str], local_files=()) -> list[
     leaks = [o for o in objects if any(s.encode() in store_root.fs.cat_file(o) for s in secrets)]
     leaks += [str(f) for f in local_files if any(s.encode() in f.read_bytes() for s in secrets)]
     return leaks + [name for name, text in texts.items() if any(s in text for s in secrets)]
+
+
+def kill_once_marked(driver: subprocess.Popen, done, count: int = 3) -> None:
+    """SIGKILLs a job's driver, then every process of its session, as soon as ``done`` (a side's ``_done/``
+    Location) holds ``count`` shard markers: a kill in the middle of the job."""
+    while driver.poll() is None and len(done.list(".json")) < count:
+        time.sleep(0.1)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.communicate()
+    kill_session(driver.pid)

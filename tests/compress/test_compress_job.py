@@ -3,15 +3,13 @@
 import collections
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import yaml
-from process_helpers import credential_leaks, kill_session, shard_state
+from process_helpers import credential_leaks, kill_once_marked, shard_state
 
 from teran_core.compress.run import CompressJobConfig, CompressPaths
 from teran_core.embedding_set import EmbeddingSet
@@ -41,12 +39,7 @@ def test_a_killed_driver_resumes_with_the_same_centroids_and_compresses_each_sha
     }))
     endpoint = s3_root.storage.endpoint_override
     driver = run(endpoint, str(config))
-    done = output.join("images", "_done")
-    while driver.poll() is None and len(done.list(".json")) < 3:
-        time.sleep(0.1)
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.communicate()
-    kill_session(driver.pid)
+    kill_once_marked(driver, output.join("images", "_done"))
     before = {kind: shard_state(output, kind) for kind in ("images", "captions")}
     assert 3 <= len(before["images"]) < 30, "the job must be killed half-way"
     assert not output.join("images", "manifest.json").exists()

@@ -5,15 +5,13 @@ Each job runs in its own process (one Ray per process); the data and the output 
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
 from encode_helpers import assert_exactly_once, assert_matches_model, direct_tokens, make_dataset
-from process_helpers import fresh_machine, fresh_machine_env, kill_session, shard_state
+from process_helpers import fresh_machine, fresh_machine_env, kill_once_marked, shard_state
 
 HERE = os.path.dirname(__file__)
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -78,12 +76,7 @@ def test_a_killed_driver_resumes_encoding_only_unfinished_shards(s3_root, tiny_c
     config = write_config(s3_root, dataset, tiny_checkpoint, "images")
     output = s3_root.join("emb")
     driver = run(s3_root.storage.endpoint_override, fresh_tmpdir, "-m", "jobs.encode", "--config", config)
-    done = output.join("images", "_done")
-    while driver.poll() is None and len(done.list(".json")) < 3:
-        time.sleep(0.1)
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.communicate()
-    kill_session(driver.pid)
+    kill_once_marked(driver, output.join("images", "_done"))
     before = shard_state(output, "images")
     assert 3 <= len(before) < len(dataset.shards["images"]), "the job must be killed half-way"
 
