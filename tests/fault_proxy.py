@@ -41,7 +41,8 @@ class FaultProxy:
     Faults: ``fail_rate`` of requests (chosen by a seeded random) get 503, 500 or a reset, in turn;
     :meth:`fail_next` plans faults for the next requests that match a pattern;
     a request whose first line matches ``stall_pattern`` waits ``stall_s`` before it is forwarded;
-    :meth:`down` refuses connections until :meth:`up`.
+    :meth:`down` refuses connections until :meth:`up`; :meth:`down_after` goes down the moment a
+    matching request has been answered.
     """
 
     def __init__(self, upstream_port: int, fail_rate: float = 0.0, seed: int = 0, lifetime_s: float = 600.0):
@@ -49,6 +50,8 @@ class FaultProxy:
         self.fail_rate = fail_rate
         self.stall_pattern: bytes | None = None
         self.stall_s = 0.0
+        self._down_after: bytes | None = None
+        self._refusing = False  # down: connections accepted before the listener closed get no answer either
         self.counts: collections.Counter = collections.Counter()
         self._planned: list[tuple[bytes, int | str]] = []  # (pattern, fault) for the next matching requests
         self._faulted: set[bytes] = set()  # request lines answered with a fault and not sent again yet
@@ -83,14 +86,28 @@ class FaultProxy:
     def up(self) -> None:
         """Listens (again) on the same port."""
         async def start():
+            self._refusing = False
             self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
         self._call(start())
 
     def down(self) -> None:
         """Stops listening: new connections are refused, as by a stopped store."""
         async def stop():
-            self._server.close()
+            self._go_down()
         self._call(stop())
+
+    def down_after(self, pattern: bytes) -> None:
+        """Goes down (as :meth:`down`) right after relaying the answer to the next request whose first
+        line contains ``pattern``: no request sent after that one reaches the store."""
+        self._down_after = pattern
+
+    @property
+    def is_down(self) -> bool:
+        return self._refusing
+
+    def _go_down(self) -> None:
+        self._refusing = True
+        self._server.close()
 
     def stop(self) -> None:
         """Stops listening, ends every open exchange (a stalled one included) and the loop's thread."""
@@ -136,6 +153,9 @@ class FaultProxy:
                 head, body = await self._read_request(reader, writer)
             except (asyncio.IncompleteReadError, ConnectionError):
                 return
+            if self._refusing:
+                writer.transport.abort()
+                return
             self.counts["requests"] += 1
             line = head.split(b"\r\n", 1)[0]
             attempt = ATTEMPT.search(head)
@@ -161,6 +181,9 @@ class FaultProxy:
                 await writer.drain()
                 return
             await self._forward(head, body, writer)
+            if self._down_after is not None and self._down_after in line:
+                self._down_after = None
+                self._go_down()
         finally:
             writer.close()
 

@@ -78,10 +78,9 @@ def test_store_down_past_the_deadline_stops_with_one_line_and_the_rerun_redoes_o
     output = s3_root.join("emb")
     proxy = FaultProxy(s3_server.port)
     try:
+        proxy.down_after(("PUT /" + output.join("images", "_done").path + "/").encode())  # and it stays down
         job = start_job(tmp_path, s3_root, dataset, tiny_checkpoint, proxy.endpoint, deadline_s=6, max_attempts=100)
-        done = output.join("images", "_done")
-        wait_for(lambda: done.list(".json") or job.poll() is not None, 200, "the first finished shard")
-        proxy.down()  # and it stays down
+        wait_for(lambda: proxy.is_down or job.poll() is not None, 200, "the first finished shard")
         out = finish(job, 120)
         failed_report = proxy.report()
         before = shard_state(output, "images")
