@@ -40,10 +40,11 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from teran_core.compress.run import CompressSection, compress_in_process  # noqa: E402
+from teran_core.compress.run import CompressSection, compress  # noqa: E402
 from teran_core.embedding_set import EmbeddingSet  # noqa: E402
-from teran_core.index.catalog import TeranIndex, build_index  # noqa: E402
+from teran_core.index.catalog import TeranIndex  # noqa: E402
 from teran_core.index.config import IndexSection  # noqa: E402
+from teran_core.index.run import build_index  # noqa: E402
 from teran_core.retrieval import TwoStageConfig, TwoStageRetriever  # noqa: E402
 from teran_core.storage import resolve  # noqa: E402
 
@@ -136,7 +137,7 @@ def queries_of(side: EmbeddingSet, n: int, seed: int) -> np.ndarray:
 def run_size(args, emb_root: Path, work: Path) -> dict:
     res_root = work / "emb-res"
     if not (res_root / "captions" / "manifest.json").exists():
-        compress_in_process(resolve(str(emb_root)), resolve(str(res_root)), CompressSection(nbits=args.nbits))
+        compress(resolve(str(emb_root)), resolve(str(res_root)), CompressSection(nbits=args.nbits))
     section = dict(flat_max=0, hnsw_max=0, use_gpu=False)  # IVF for every FAISS part, as benchmarks/scale.py
     for name, root, parts in (("fp16", emb_root, ["images-global", "captions-global", "images-regions", "captions-words"]),
                               ("res", res_root, ["images-global", "captions-global", "images-centroids", "captions-centroids"])):

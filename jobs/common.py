@@ -110,6 +110,44 @@ def check_steps(prog: str, steps: dict[str, tuple[type, dict]]) -> None:
         raise ConfigError(f"{prog}'s step configs", problems)
 
 
+class RayExecutor:
+    """Runs each of a library driver's tasks as a Ray task (the :class:`teran_core.executor.Executor` contract).
+
+    Ray starts (``init_ray(cfg)``) at the first task, so a driver that stops on bad input before its
+    first task costs no Ray start and prints nothing of Ray's.
+
+    Example::
+
+        summary = build_index(embeddings, root, cfg.index, RayExecutor(cfg.ray))
+    """
+
+    def __init__(self, cfg: RayConfig):
+        self.cfg = cfg
+        self._remote: dict = {}  # (fn, cpus, retries) -> its Ray remote function, registered once
+
+    @property
+    def _ray(self):
+        return init_ray(self.cfg)
+
+    def submit(self, fn: Callable, *args, cpus: float = 1.0, retries: int = 2):
+        key = (fn, cpus, retries)
+        if key not in self._remote:
+            self._remote[key] = self._ray.remote(num_cpus=cpus, max_retries=retries)(fn)
+        return self._remote[key].remote(*args)
+
+    def get(self, handles: list) -> list:
+        return self._ray.get(list(handles))
+
+    def gather(self, handles: list, progress) -> list:
+        pending = list(handles)
+        while pending:
+            ready, pending = self._ray.wait(pending, num_returns=1, timeout=10.0)
+            self._ray.get(ready)  # a failed task stops the job now, not at the end
+            progress.update(len(ready))
+        progress.close()
+        return self._ray.get(list(handles))
+
+
 def private_ray_tmpdir() -> str:
     """Makes a fresh folder under ``TMPDIR`` for one Ray instance and points ``RAY_TMPDIR`` and, for the
     processes started from now on, ``TMPDIR`` at it.

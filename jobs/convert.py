@@ -14,13 +14,12 @@ import json
 import logging
 import sys
 
-from jobs.common import init_ray, run_main
-from jobs.synth import flag_overrides, gather
+from jobs.common import RayExecutor, run_main
+from jobs.synth import flag_overrides
 from teran_core.config import to_yaml
-from teran_core.data.convert import convert_image_chunk, finish_conversion, plan_conversion
+from teran_core.data.convert import convert_dataset
 from teran_core.data.errors import DataError
 from teran_core.data.jobconfig import ConvertJobConfig, load_data_job_config
-from teran_core.data.writer import prepare_output
 from teran_core.storage import resolve
 
 PROG = "teran convert"
@@ -33,14 +32,8 @@ def _run(config: str | None, overrides: list[str]) -> int:
     log.info("resolved config:\n%s", to_yaml(cfg))
     root, out = resolve(cfg.convert.root, cfg.storage), resolve(cfg.output.uri, cfg.storage)
     try:
-        plan, source = plan_conversion(cfg.convert, root, cfg.coco, cfg.f30k, cfg.precomp)
-        log.info("planned %d images and %d captions from %s", len(plan.images), len(plan.caption_ids), root.uri)
-        prepare_output(out, cfg.output.overwrite)
-        ray = init_ray(cfg.ray)
-        task = ray.remote(num_cpus=1, max_retries=2)(convert_image_chunk)  # retries are safe: same input, atomic writes
-        chunks = plan.chunks(cfg.convert.shard_size(cfg.output.shard_mb))
-        results = gather(ray, [task.remote(chunk, source, root, out, cfg.convert) for chunk in chunks], "images shards")
-        _, summary = finish_conversion(plan, source, results, root, out, cfg.convert, cfg.output.shard_mb)
+        _, summary = convert_dataset(cfg.convert, root, out, cfg.coco, cfg.f30k, cfg.precomp, cfg.output.shard_mb,
+                                     cfg.output.overwrite, executor=RayExecutor(cfg.ray))
     except DataError as err:
         print(f"{PROG}: error: {getattr(err, 'cause', None) or err}", file=sys.stderr)  # a task's error arrives wrapped by Ray
         return 2

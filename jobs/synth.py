@@ -14,30 +14,17 @@ import json
 import logging
 import sys
 
-from jobs.common import init_ray, run_main
+from jobs.common import RayExecutor, run_main
 from teran_core.config import to_yaml
 from teran_core.data.errors import DataError
 from teran_core.data.jobconfig import SynthJobConfig, load_data_job_config
-from teran_core.data.synth import finish_synthetic, write_synthetic_shard
-from teran_core.data.writer import prepare_output
-from teran_core.progress import Progress
+from teran_core.data.synth import generate_dataset
 from teran_core.storage import resolve
 
 CONFIG = SynthJobConfig  # what this job's --config holds; the demo and the pipeline check their step configs with it
 
 PROG = "teran synth"
 log = logging.getLogger("teran.synth")
-
-
-def gather(ray, refs: list, what: str) -> list:
-    """Waits for ``refs`` in order of completion, reporting progress; returns results in submission order."""
-    pending, progress = list(refs), Progress(log, "synth", len(refs), what, interval_s=10.0)
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1, timeout=10.0)
-        ray.get(ready)  # a failed task stops the job now, not at the end
-        progress.update(len(ready))
-    progress.close()
-    return ray.get(refs)
 
 
 def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
@@ -50,16 +37,11 @@ def _run(config: str | None, overrides: list[str]) -> int:
     log.info("resolved config:\n%s", to_yaml(cfg))
     out = resolve(cfg.output.uri, cfg.storage)
     try:
-        prepare_output(out, cfg.output.overwrite)
-        ray = init_ray(cfg.ray)
-        shards = len(cfg.synth.shard_ranges(cfg.output.shard_mb))
-        task = ray.remote(num_cpus=1, max_retries=2)(write_synthetic_shard)  # retries are safe: same bytes, atomic writes
-        results = gather(ray, [task.remote(cfg.synth, out, k, cfg.output.shard_mb) for k in range(shards)], "shards")
-        manifest = finish_synthetic(cfg.synth, out, results, cfg.output.shard_mb)
+        manifest = generate_dataset(cfg.synth, out, cfg.output.shard_mb, cfg.output.overwrite, executor=RayExecutor(cfg.ray))
     except DataError as err:
         print(f"{PROG}: error: {getattr(err, 'cause', None) or err}", file=sys.stderr)  # a task's error arrives wrapped by Ray
         return 2
-    print(json.dumps({"dataset": out.uri, "counts": manifest.counts, "shards": shards,
+    print(json.dumps({"dataset": out.uri, "counts": manifest.counts, "shards": len(manifest.shards["images"]),
                       "splits": {name: s.images.rows for name, s in manifest.splits.items()}}))
     return 0
 

@@ -23,7 +23,7 @@ def test_teran_core_imports_without_ray():
 # the library's layers, lowest first: a module may import its own layer and those below, never one above.
 # A name is a top-level module or package of teran_core, or a dotted module in one (the longest match counts).
 LAYERS = [
-    {"config", "storage"},
+    {"config", "storage", "progress", "executor"},
     {"data"},
     {"model", "alignment", "checkpoint"},
     {"encode", "embedding_set", "compress"},  # compress: the token codec the embedding set reads

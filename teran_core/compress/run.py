@@ -29,10 +29,11 @@ from teran_core.compress.store import CODEC_DIR, COMPRESSED_FORMAT_VERSION, comp
 from teran_core.config import RayConfig, knob
 from teran_core.data.writer import write_parquet
 from teran_core.embedding_set import KINDS, EmbeddingSet, ShardInfo
+from teran_core.executor import Executor, LocalExecutor
 from teran_core.storage import Location, StorageConfig
 
 __all__ = ["CompressSection", "CompressPaths", "CompressJobConfig", "sample_both_sides", "train_codec", "compress_shard",
-           "write_side_manifest", "compress_in_process"]
+           "write_side_manifest", "compress"]
 
 
 @dataclasses.dataclass
@@ -164,8 +165,17 @@ def write_side_manifest(emb: EmbeddingSet, out_root: Location, markers: list[dic
     return manifest
 
 
-def compress_in_process(embeddings: Location, output: Location, section: CompressSection) -> dict:
-    """The whole job in this process (tests, tools, small sets): codec, every shard, manifests.
+def compress(embeddings: Location, output: Location, section: CompressSection, executor: Executor | None = None) -> dict:
+    """The whole job: the codec (one task, or the stored one), one task per shard, then each side's manifest.
+
+    Args:
+        embeddings: an fp16 embedding set written by ``teran encode`` (holding images/ and captions/).
+        output: the compressed set's folder; a rerun there reuses its codec and skips finished shards.
+        section: the codec's knobs and the shard tasks' CPUs.
+        executor: where the tasks run; None runs them here, one after the other (``teran compress``: Ray).
+
+    Raises:
+        ValueError: ``embeddings`` is already compressed.
 
     Example:
         >>> import tempfile
@@ -173,14 +183,29 @@ def compress_in_process(embeddings: Location, output: Location, section: Compres
         >>> from teran_core.index.synthetic import GroundedSpec, write_grounded_embeddings
         >>> root = resolve(tempfile.mkdtemp())
         >>> _ = write_grounded_embeddings(root.join("fp16"), GroundedSpec(images=40, dim=16, images_per_shard=20))
-        >>> summary = compress_in_process(root.join("fp16"), root.join("res"), CompressSection(nbits=2))
-        >>> summary["codec"]["n_centroids"], EmbeddingSet.open(root.join("res", "images")).compressed
-        (64, True)
+        >>> summary = compress(root.join("fp16"), root.join("res"), CompressSection(nbits=2))
+        >>> summary["codec"]["n_centroids"], summary["sides"]["images"]["finished"], EmbeddingSet.open(root.join("res", "images")).compressed
+        (64, 2, True)
     """
+    executor = executor or LocalExecutor()
+    start = time.perf_counter()
     sides = {kind: EmbeddingSet.open(embeddings.join(kind), kind=kind) for kind in KINDS}
-    codec_entry = train_codec(sides, output, section)
-    markers = {kind: [compress_shard(emb, shard, output, codec_entry) for shard in emb.shards] for kind, emb in sides.items()}
+    if any(emb.compressed for emb in sides.values()):
+        raise ValueError(f"{embeddings.uri} is already compressed; paths.embeddings must be an fp16 set written by 'teran encode'")
+    codec_loc = output.join(CODEC_DIR, "codec.json")
+    reused = codec_loc.exists()
+    executor.get([executor.submit(train_codec, sides, output, section)])  # returns the stored codec.json when one is there
+    codec_entry = json.loads(codec_loc.read_text())  # what is on storage is what every shard uses
+    pending = {kind: [executor.submit(compress_shard, emb, shard, output, codec_entry, cpus=section.shard_task_cpus)
+                      for shard in emb.shards] for kind, emb in sides.items()}
+    summary = {"embeddings": embeddings.uri, "output": output.uri, "codec_reused": reused,
+               "codec": {k: codec_entry[k] for k in ("nbits", "n_centroids", "dim", "centroids_sha256")}, "sides": {}}
     for kind, emb in sides.items():
-        write_side_manifest(emb, output, markers[kind], codec_entry)
-    return {"codec": codec_entry, "shards": {k: len(m) for k, m in markers.items()},
-            "skipped": {k: sum(x["skipped"] for x in m) for k, m in markers.items()}}
+        markers = executor.get(pending[kind])
+        write_side_manifest(emb, output, markers, codec_entry)
+        fp16 = sum(int(s.get("bytes") or emb.location.join(s["name"]).size()) for s in emb.manifest["shards"])
+        summary["sides"][kind] = {"shards": len(markers), "skipped": sum(m["skipped"] for m in markers),
+                                  "finished": sum(not m["skipped"] for m in markers),
+                                  "fp16_bytes": fp16, "compressed_bytes": sum(m["bytes"] for m in markers)}
+    summary["wall_s"] = round(time.perf_counter() - start, 3)
+    return summary

@@ -11,7 +11,7 @@ from teran_core.index.layout import INDEX_FORMAT_VERSION, PartSpec, read_index_m
 from teran_core.index.search import ShardedIndex
 from teran_core.storage import Location, StorageConfig, resolve
 
-__all__ = ["TeranIndex", "build_index", "manifest_digest", "write_side_ids", "write_index_manifest"]
+__all__ = ["TeranIndex", "manifest_digest", "write_side_ids", "write_index_manifest"]
 
 
 def manifest_digest(emb: EmbeddingSet) -> str:
@@ -45,31 +45,6 @@ def write_index_manifest(root: Location, embeddings_uri: str, sides: dict[str, E
     }
     write_json(root.join("index.json"), manifest)
     return manifest
-
-
-def build_index(embeddings: Location, root: Location, section) -> dict:
-    """Builds a whole index folder in this process: every part, the id maps, index.json last.
-
-    The same steps as ``teran build-index`` without Ray, for small collections, tests and tools.
-
-    Args:
-        embeddings: the embedding set folder (holding images/ and captions/).
-        root: the index folder to write.
-        section: an :class:`~teran_core.index.config.IndexSection` (parts, type choice, seed).
-
-    Returns:
-        The index manifest written.
-    """
-    from teran_core.index.build import build_part, plan_part
-
-    specs = section.specs()
-    sides = {side: EmbeddingSet.open(embeddings.join(side), kind=side) for side in sorted({s.side for s in specs})}
-    for emb in sides.values():
-        for shard in emb.shards:
-            write_side_ids(emb, shard, root)
-    parts = {s.name: build_part(sides[s.side], s, plan_part(sides[s.side], s, section), root.join(s.name), section.use_gpu)
-             for s in specs}
-    return write_index_manifest(root, embeddings.uri, sides, parts)
 
 
 class TeranIndex:

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from teran_core.compress.run import CompressSection, compress_in_process
+from teran_core.compress.run import CompressSection, compress
 from teran_core.config import ConfigError, from_dict
 from teran_core.embedding_set import EmbeddingSet
-from teran_core.index.catalog import TeranIndex, build_index
+from teran_core.index.catalog import TeranIndex
 from teran_core.index.config import IndexSection
+from teran_core.index.run import build_index
 from teran_core.index.synthetic import GroundedSpec, write_grounded_embeddings
 from teran_core.retrieval import TwoStageConfig, TwoStageRetriever
 from teran_core.storage import resolve
@@ -21,7 +22,7 @@ PARTS = ["images-global", "captions-global", "images-centroids", "captions-centr
 def index(tmp_path_factory):
     root = resolve(str(tmp_path_factory.mktemp("centroids")))
     write_grounded_embeddings(root.join("fp16"), SPEC)
-    compress_in_process(root.join("fp16"), root.join("res"), CompressSection(nbits=2))
+    compress(root.join("fp16"), root.join("res"), CompressSection(nbits=2))
     build_index(root.join("res"), root.join("index"), IndexSection(parts=PARTS))
     return TeranIndex.open(root.join("index"))
 

@@ -7,7 +7,7 @@ import torch
 from teran_core.alignment import TokenSet, alignment_scores
 from teran_core.compress import centroid_count, fit_codec, train_centroids
 from teran_core.compress.codec import pack_bits, unpack_bits
-from teran_core.compress.run import CompressSection, compress_in_process
+from teran_core.compress.run import CompressSection, compress
 from teran_core.embedding_set import EmbeddingSet
 from teran_core.index.synthetic import GroundedSpec, write_grounded_embeddings
 from teran_core.storage import resolve
@@ -63,8 +63,8 @@ SCORE_TOLERANCE = {2: 2.0, 1: 3.0}
 def test_exhaustive_scores_from_the_compressed_store_match_fp16(tmp_path, nbits):
     root = resolve(str(tmp_path))
     write_grounded_embeddings(root.join("fp16"), GroundedSpec(images=160, dim=64, images_per_shard=80, seed=3))
-    summary = compress_in_process(root.join("fp16"), root.join("res"), CompressSection(nbits=nbits))
-    assert summary["skipped"] == {"images": 0, "captions": 0}
+    summary = compress(root.join("fp16"), root.join("res"), CompressSection(nbits=nbits))
+    assert {side: s["skipped"] for side, s in summary["sides"].items()} == {"images": 0, "captions": 0}
     sets = {name: {side: EmbeddingSet.open(root.join(name, side)) for side in ("images", "captions")} for name in ("fp16", "res")}
     images = {name: s["images"].fetch(range(160)) for name, s in sets.items()}
     captions = {name: s["captions"].fetch(range(40)) for name, s in sets.items()}
@@ -89,8 +89,8 @@ def test_exhaustive_scores_from_the_compressed_store_match_fp16(tmp_path, nbits)
 def test_a_rerun_reuses_the_codec_and_skips_finished_shards(tmp_path):
     root = resolve(str(tmp_path))
     write_grounded_embeddings(root.join("fp16"), GroundedSpec(images=40, dim=16, images_per_shard=20))
-    first = compress_in_process(root.join("fp16"), root.join("res"), CompressSection(seed=1))
+    first = compress(root.join("fp16"), root.join("res"), CompressSection(seed=1))
     centroids = root.join("res", "codec", "centroids.npy").read_bytes()
-    again = compress_in_process(root.join("fp16"), root.join("res"), CompressSection(seed=2))  # another seed: still reused
+    again = compress(root.join("fp16"), root.join("res"), CompressSection(seed=2))  # another seed: still reused
     assert again["codec"] == first["codec"] and root.join("res", "codec", "centroids.npy").read_bytes() == centroids
-    assert again["skipped"] == {"images": 2, "captions": 2}
+    assert again["codec_reused"] and {side: s["skipped"] for side, s in again["sides"].items()} == {"images": 2, "captions": 2}

@@ -22,8 +22,9 @@ from teran_core.data.tokenizer import load_tokenizer
 from teran_core.embedding_set import write_embedding_side
 from teran_core.html_report.examples import build_examples
 from teran_core.html_report.scenes import dataset_metadata
-from teran_core.index.catalog import TeranIndex, build_index
+from teran_core.index.catalog import TeranIndex
 from teran_core.index.config import IndexSection
+from teran_core.index.run import build_index
 from teran_core.recall import CollectionEvaluator, EvalSection, evaluate_collection, evaluate_protocol, load_ground_truth, local_mapper
 from teran_core.retrieval import TwoStageConfig
 from teran_core.storage import Location

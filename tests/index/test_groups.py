@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from teran_core.index.catalog import TeranIndex, build_index
+from teran_core.index.catalog import TeranIndex
 from teran_core.index.config import IndexSection
 from teran_core.index.groups import FanOutIndex, ShardGroupSearcher, shard_groups
+from teran_core.index.run import build_index
 from teran_core.storage import resolve
 
 

@@ -6,8 +6,9 @@ import torch
 from jobs import search
 from teran_core.checkpoint import save_checkpoint
 from teran_core.embedding_set import write_embedding_side
-from teran_core.index.catalog import TeranIndex, build_index
+from teran_core.index.catalog import TeranIndex
 from teran_core.index.config import IndexSection
+from teran_core.index.run import build_index
 from teran_core.model.config import TeranConfig
 from teran_core.model.teran import TERAN
 from teran_core.retrieval import TwoStageConfig, TwoStageRetriever

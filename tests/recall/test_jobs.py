@@ -88,12 +88,12 @@ def test_build_index_then_evaluate(ray_session, storage_root, capsys, caplog):
 @pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_centroid_lists_on_ray_then_evaluate_from_the_compressed_store(ray_session, s3_root, capsys):
-    from teran_core.compress.run import CompressSection, compress_in_process
+    from teran_core.compress.run import CompressSection, compress
 
     dataset, fp16, emb, index, out = (s3_root.join(p) for p in ("data", "fp16", "emb", "index", "eval"))
     generate_dataset(SynthConfig(images=24, feature_dim=4, group_size=2, test_images=20, dev_images=0), dataset)
     n_images, n_captions = embed_split(dataset, fp16)
-    compress_in_process(fp16, emb, CompressSection(nbits=2))
+    compress(fp16, emb, CompressSection(nbits=2))
     common = storage_args(s3_root)
     parts = "index.parts=[images-global,captions-global,images-centroids,captions-centroids]"
     assert build_index.main(["--config", "configs/build_index.yaml", f"paths.embeddings={emb.uri}", f"paths.index={index.uri}",

@@ -8,8 +8,9 @@ import torch
 
 from teran_core.alignment import TokenSet, alignment_scores
 from teran_core.embedding_set import EmbeddingSet
-from teran_core.index.catalog import TeranIndex, build_index
+from teran_core.index.catalog import TeranIndex
 from teran_core.index.config import IndexSection
+from teran_core.index.run import build_index
 from teran_core.index.synthetic import GroundedSpec, write_grounded_embeddings
 from teran_core.recall import CollectionEvaluator, EvalSection, GroundTruth, evaluate_collection, evaluate_protocol, local_mapper
 from teran_core.recall.evaluation import retrieval_metrics

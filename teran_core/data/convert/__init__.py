@@ -1,11 +1,14 @@
 """Converters from the reference's input layouts (teran_reference.md §4) to teran datasets.
 
 A conversion is planned from the annotations (:func:`plan_conversion`), its images are converted
-chunk by chunk (:func:`convert_image_chunk`, one Ray task per output shard in ``jobs/convert.py``),
-and :func:`finish_conversion` writes captions, splits, rejects and, last, ``dataset.json``.
+chunk by chunk (:func:`convert_image_chunk`, one task per output shard on an executor: Ray's in
+``teran convert``), and :func:`finish_conversion` writes captions, splits, rejects and, last,
+``dataset.json``. :func:`convert_dataset` is the whole driver.
 """
 
 from __future__ import annotations
+
+import logging
 
 from teran_core.data.convert.chunk import ChunkResult, convert_image_chunk
 from teran_core.data.convert.coco import CocoConfig, plan_coco
@@ -16,12 +19,16 @@ from teran_core.data.convert.precomp import PrecompConfig, plan_precomp
 from teran_core.data.convert.sources import BottomUpFiles, PrecompRows
 from teran_core.data.manifest import DatasetManifest
 from teran_core.data.writer import prepare_output
+from teran_core.executor import Executor, LocalExecutor
+from teran_core.progress import Progress
 from teran_core.storage import Location
 
 __all__ = [
     "ChunkResult", "CocoConfig", "ConversionPlan", "ConvertConfig", "F30kConfig", "ImageChunk", "PrecompConfig",
     "convert_dataset", "convert_image_chunk", "finish_conversion", "plan_conversion",
 ]
+
+log = logging.getLogger("teran.convert")
 
 
 def plan_conversion(
@@ -41,14 +48,20 @@ def plan_conversion(
 
 def convert_dataset(
     cfg: ConvertConfig, root: Location, out: Location, coco: CocoConfig | None = None, f30k: F30kConfig | None = None,
-    precomp: PrecompConfig | None = None, shard_mb: int = 128, overwrite: bool = False,
+    precomp: PrecompConfig | None = None, shard_mb: int = 128, overwrite: bool = False, executor: Executor | None = None,
 ) -> tuple[DatasetManifest, dict]:
-    """Converts in this process, chunk after chunk (``teran convert`` does the same with one Ray task per chunk).
+    """Converts ``root`` (in ``cfg.format``'s layout) into a teran dataset at ``out``: one task per images
+    shard on ``executor`` (None: here, chunk after chunk; ``teran convert`` passes Ray's), then the rest.
 
     Returns:
         The manifest and the job summary (counts, rejects, unreferenced captions, splits).
     """
+    executor = executor or LocalExecutor()
     plan, source = plan_conversion(cfg, root, coco or CocoConfig(), f30k or F30kConfig(), precomp or PrecompConfig())
+    log.info("planned %d images and %d captions from %s", len(plan.images), len(plan.caption_ids), root.uri)
     prepare_output(out, overwrite)
-    results = [convert_image_chunk(chunk, source, root, out, cfg) for chunk in plan.chunks(cfg.shard_size(shard_mb))]
+    chunks = plan.chunks(cfg.shard_size(shard_mb))
+    # retries are safe: same input, atomic writes
+    handles = [executor.submit(convert_image_chunk, chunk, source, root, out, cfg) for chunk in chunks]
+    results = executor.gather(handles, Progress(log, "convert", len(chunks), "images shards", interval_s=10.0))
     return finish_conversion(plan, source, results, root, out, cfg, shard_mb)

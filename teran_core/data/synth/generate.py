@@ -2,11 +2,13 @@
 
 Shape notation: B images in a chunk, R an image's regions, F the feature dimension. A shard is built
 and written one row group (a chunk of images) at a time, so memory stays at about one chunk whatever
-the dataset size; ``jobs/synth.py`` runs :func:`write_synthetic_shard` as one Ray task per shard.
+the dataset size. :func:`generate_dataset` runs :func:`write_synthetic_shard` once per shard on an
+executor (``teran synth``: one Ray task per shard).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -22,6 +24,8 @@ from teran_core.data.synth.scene import make_scene
 from teran_core.data.synth.spec import CAPTIONS_PER_IMAGE, SynthConfig, caption_id, image_id
 from teran_core.data.synth.vocabulary import SyntheticWorld
 from teran_core.data.writer import prepare_output, write_parquet
+from teran_core.executor import Executor, LocalExecutor
+from teran_core.progress import Progress
 from teran_core.storage import Location, StorageConfig
 
 __all__ = ["generate_chunk", "generate_shard", "write_synthetic_shard", "finish_synthetic", "generate_dataset"]
@@ -116,9 +120,11 @@ def finish_synthetic(cfg: SynthConfig, root: Location, shards: list[tuple[ShardI
 
 
 def generate_dataset(
-    cfg: SynthConfig, location: Location | str, shard_mb: int = 128, overwrite: bool = False, storage: StorageConfig | None = None
+    cfg: SynthConfig, location: Location | str, shard_mb: int = 128, overwrite: bool = False, storage: StorageConfig | None = None,
+    executor: Executor | None = None,
 ) -> DatasetManifest:
-    """Generates a whole synthetic dataset in this process (``teran synth`` does the same on Ray).
+    """Generates a whole synthetic dataset: one task per shard on ``executor`` (None: here, one after the
+    other; ``teran synth`` passes Ray's), then the splits and, last, ``dataset.json``.
 
     Example:
         >>> import tempfile
@@ -126,7 +132,11 @@ def generate_dataset(
         >>> m.counts, sorted(m.splits), m.splits["train"].images.rows
         ({'images': 8, 'captions': 40}, ['dev', 'test', 'train'], 4)
     """
+    executor = executor or LocalExecutor()
     root = as_location(location, storage)
     prepare_output(root, overwrite)
-    shards = [write_synthetic_shard(cfg, root, k, shard_mb) for k in range(len(cfg.shard_ranges(shard_mb)))]
+    count = len(cfg.shard_ranges(shard_mb))
+    # retries are safe: a shard is a function of (config, index) alone, written atomically
+    handles = [executor.submit(write_synthetic_shard, cfg, root, k, shard_mb) for k in range(count)]
+    shards = executor.gather(handles, Progress(logging.getLogger("teran.synth"), "synth", count, "shards", interval_s=10.0))
     return finish_synthetic(cfg, root, shards, shard_mb)
