@@ -59,7 +59,12 @@ def _search(args) -> int:
     index = TeranIndex.open(args.index, cfg.storage)
     retriever = TwoStageRetriever.over(index, cfg.two_stage)
     if text is not None:
-        query, side, shown = index.load_model(args.checkpoint).encode_texts([text]), "captions", "images"
+        try:
+            model = index.load_model(args.checkpoint)
+        except ValueError as err:  # no checkpoint recorded in the index
+            print(f"{PROG}: error: {err} (--checkpoint URI)", file=sys.stderr)
+            return 2
+        query, side, shown = model.encode_texts([text]), "captions", "images"
     else:
         query, side, shown = index.embeddings("images").fetch(index.id_map("images").index_of([args.image_id])), "images", "captions"
     ranked = retriever.search(side, query, k=args.k)

@@ -25,7 +25,7 @@ class OutputConfig:
     overwrite: bool = False  # replace a finished dataset already at uri (its manifest is removed first)
 
     def check(self) -> list[str]:
-        return [] if self.uri else ["uri: missing; pass --out URI (the dataset folder) or set output.uri"]
+        return [] if self.uri else ["uri: missing; set output.uri (the dataset folder: a local path or s3://bucket/prefix)"]
 
 
 @dataclasses.dataclass

@@ -104,7 +104,7 @@ def claim_side(layout: SideLayout, identity: dict, overwrite: bool) -> None:
             raise OutputConflict(
                 f"{layout.root.uri} holds {layout.kind} embeddings of another encode job "
                 f"({previous.get('job_id') if previous else foreign[0]}), this one is {this_id}; what differs: "
-                + "; ".join(changes) + ". Use another output.uri, or pass --overwrite to replace them"
+                + "; ".join(changes) + ". Use another output.uri, or set output.overwrite=true to replace them"
             )
     claim = json.dumps({"job_id": this_id, "identity": identity}, indent=1, sort_keys=True) + "\n"
     if overwrite or not job_file.exists() or job_file.read_text() != claim:

@@ -114,7 +114,7 @@ class TeranIndex:
         if checkpoint is None and "checkpoint" not in recorded:
             raise ValueError(
                 f"{self.root.uri}/index.json records no model checkpoint (embeddings made by {recorded.get('name', 'an unknown producer')}); "
-                f"pass the checkpoint that encoded them (teran search --checkpoint URI)"
+                "give the checkpoint that encoded them"
             )
         section = ModelSection(checkpoint=checkpoint or recorded["checkpoint"],
                                format=fmt if checkpoint else recorded.get("format", "auto"))

@@ -29,7 +29,7 @@ class ConvertConfig:
     max_rejected_fraction: float = knob(0.01, ge=0, le=1)  # more rejected images or captions than this fails the job (after writing rejects, before dataset.json)
 
     def check(self) -> list[str]:
-        return [] if self.root else ["root: missing; pass --root DIR (the source folder) or set convert.root"]
+        return [] if self.root else ["root: missing; set convert.root (the source folder: a local path or s3:// URI)"]
 
     def shard_size(self, shard_mb: int) -> int:
         if self.images_per_shard:
