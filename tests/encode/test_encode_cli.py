@@ -53,4 +53,4 @@ def test_a_finished_job_reruns_without_ray_and_another_dtype_is_refused(tmp_path
     assert other.returncode == 2
     message = error_message(other)
     assert message.startswith(f"teran encode: error: {root.join('emb', 'images').uri} holds images embeddings of another encode job")
-    assert "dtype: was 'float16', now 'float32'" in message and "--overwrite" in message
+    assert "dtype: was 'float16', now 'float32'" in message and "output.overwrite=true" in message

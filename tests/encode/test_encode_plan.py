@@ -65,7 +65,7 @@ def test_another_jobs_side_is_refused_with_what_differs_and_overwrite_clears_it(
     claim_side(layout, identity, overwrite=False)  # the same job: fine
 
     other = {**identity, "precision": "bfloat16"}
-    with pytest.raises(OutputConflict, match=r"precision: was 'float32', now 'bfloat16'.*--overwrite"):
+    with pytest.raises(OutputConflict, match=r"precision: was 'float32', now 'bfloat16'.*output.overwrite=true"):
         claim_side(layout, other, overwrite=False)
     layout.root.join("_job.json").remove()  # markers alone still tell
     with pytest.raises(OutputConflict, match="markers of job"):

@@ -87,7 +87,7 @@ def test_another_model_is_refused_until_overwrite(tmp_path, tiny_checkpoint, poo
     other = str(tmp_path / "other-model")
     save_checkpoint(TERAN(TINY), other)
 
-    with pytest.raises(OutputConflict, match="model.checkpoint: was .*, now .*other-model.*--overwrite"):
+    with pytest.raises(OutputConflict, match="model.checkpoint: was .*, now .*other-model.*output.overwrite=true"):
         encode(job_config(dataset.location, other, output), pool)
     as_float32 = job_config(dataset.location, tiny_checkpoint, output)
     as_float32.output.dtype = "float32"
