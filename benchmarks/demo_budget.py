@@ -33,8 +33,9 @@ from teran_core.demo import MODELS, DemoJobConfig, step_configs  # noqa: E402
 from teran_core.losses import TeranLoss  # noqa: E402
 from teran_core.model.teran import TERAN  # noqa: E402
 from teran_core.train.config import OptimConfig  # noqa: E402
-from teran_core.train.loop import DevSet, HiddenCache, PairEncoder, train_step, validate  # noqa: E402
-from teran_core.train.pairs import CaptionIndex, PairBuilder, collate_pairs  # noqa: E402
+from teran_core.train.loop import DevSet, HiddenCache, PairEncoder, train_epoch, validate  # noqa: E402
+from teran_core.train.pairs import CaptionIndex, PairBuilder  # noqa: E402
+from teran_core.train.state import TrainState  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -62,17 +63,15 @@ def run(cfg: DemoJobConfig, model_name: str, lr: float, epochs: int, table: pa.T
     model = TERAN(model_cfg).train()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     encoder, loss_fn = PairEncoder(model, HiddenCache(cfg.training.cache_backbone_mb)), TeranLoss(model_cfg)
-    batch = cfg.training.batch_size
+    batch, state = cfg.training.batch_size, TrainState()
+    optim = OptimConfig(lr=lr, lr_step_epochs=epochs)  # one learning rate throughout: the one under test
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
         order = torch.randperm(table.num_rows).tolist()
-        losses = []
-        for step in range(table.num_rows // batch):
-            model.train()
-            pairs = collate_pairs(table.take(order[step * batch:(step + 1) * batch]))
-            losses.append(train_step(encoder, loss_fn, pairs, optimizer, lr, OptimConfig().grad_clip)["total"])
+        batches = (table.take(order[step * batch:(step + 1) * batch]) for step in range(table.num_rows // batch))
+        loss = train_epoch(encoder, loss_fn, optimizer, batches, optim, epoch - 1, state)["loss"]
         r = validate(model, dev)
-        print(f"{model_name:<12} lr {lr:<8g} epoch {epoch}: mean loss {sum(losses) / len(losses):7.1f}  dev t2i R@10 "
+        print(f"{model_name:<12} lr {lr:<8g} epoch {epoch}: mean loss {loss:7.1f}  dev t2i R@10 "
               f"{r['t2i_r10']:5.1f}  i2t R@10 {r['i2t_r10']:5.1f}  rsum {r['rsum']:6.1f}  ({time.perf_counter() - start:.0f} s)",
               flush=True)
     return model.eval()

@@ -10,7 +10,6 @@ import dataclasses
 import json
 import logging
 import tempfile
-import time
 
 import torch
 
@@ -21,9 +20,9 @@ from teran_core.data import CaptionCollator, DatasetManifest
 from teran_core.losses import TeranLoss
 from teran_core.model.teran import TERAN
 from teran_core.storage import resolve
-from teran_core.train import CaptionIndex, PairBuilder, PairEncoder, TrainJobConfig, collate_pairs, learning_rate, train_step, validate
+from teran_core.train import CaptionIndex, PairBuilder, PairEncoder, TrainJobConfig, validate
 from teran_core.train.curves import history_csv, history_png
-from teran_core.train.loop import DevSet, HiddenCache
+from teran_core.train.loop import DevSet, HiddenCache, train_epoch
 from teran_core.train.state import TrainState, load_train_state, save_train_state
 
 CONFIG = TrainJobConfig  # what this job's --config holds; the demo and the pipeline check their step configs with it
@@ -56,20 +55,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
                       CaptionCollator(cfg.model.backbone, cfg.data.max_caption_tokens)) if rank == 0 else None
     pairs = ray.train.get_dataset_shard("train")  # [3] this worker's share of the streamed pairs
     for epoch in range(state.epoch, cfg.optim.epochs):
-        model.train()
-        losses, started, last_log = [], time.time(), time.time()
-        for table in pairs.iter_batches(batch_size=cfg.optim.batch_size, batch_format="pyarrow", drop_last=True,
-                                        local_shuffle_buffer_size=cfg.data.shuffle_buffer or None):
-            lr = learning_rate(cfg.optim, epoch, state.step)
-            terms = train_step(encoder, loss_fn, collate_pairs(table), optimizer, lr, cfg.optim.grad_clip)
-            losses.append(terms["total"])
-            state.count_step(epoch, losses, cfg.run.curve_every_steps)
-            if rank == 0 and time.time() - last_log >= cfg.run.log_every_s:
-                log.info("epoch %d step %d loss %.4f (%.1f pairs/s)", epoch + 1, state.step, terms["total"],
-                         len(losses) * cfg.optim.batch_size / (time.time() - started))
-                last_log = time.time()
-        metrics = {"epoch": epoch, "step": state.step, "loss": sum(losses) / max(len(losses), 1), "lr": lr,
-                   "epoch_s": time.time() - started}
+        batches = pairs.iter_batches(batch_size=cfg.optim.batch_size, batch_format="pyarrow", drop_last=True,
+                                     local_shuffle_buffer_size=cfg.data.shuffle_buffer or None)
+        metrics = train_epoch(encoder, loss_fn, optimizer, batches, cfg.optim, epoch, state, cfg.run.curve_every_steps,
+                              log if rank == 0 else None, cfg.run.log_every_s)
         if rank == 0:
             metrics.update(validate(model, dev))
             log.info("epoch %d done: loss %.4f, dev rsum %.1f, t2i R@10 %.1f", epoch + 1, metrics["loss"],

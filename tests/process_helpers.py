@@ -21,19 +21,26 @@ def kill_session(session: int) -> None:
             continue  # it exited meanwhile
 
 
+# set by the first ``import torch._dynamo`` of a process (transformers' BERT imports it) and inherited by
+# its children: a test process that imported it earlier would hand its own folder to the job under test
+INHERITED = ("RAY_TMPDIR", "TORCHINDUCTOR_CACHE_DIR")
+
+
 def fresh_machine_env(env: dict, tmpdir: str | None = None) -> tuple[dict, str]:
-    """``env`` as on a machine that never ran Ray: ``TMPDIR`` a new empty folder (or ``tmpdir``), no
-    ``RAY_TMPDIR``. Returns (the environment, the folder). The folder's name is short: Ray's socket paths
-    under it must stay within 107 bytes."""
+    """``env`` as on a machine that never ran Ray or torch: ``TMPDIR`` a new empty folder (or ``tmpdir``),
+    no ``RAY_TMPDIR`` nor ``TORCHINDUCTOR_CACHE_DIR``. Returns (the environment, the folder). The folder's
+    name is short: Ray's socket paths under it must stay within 107 bytes."""
     folder = tmpdir or tempfile.mkdtemp(prefix="t")
-    return {**{k: v for k, v in env.items() if k != "RAY_TMPDIR"}, "TMPDIR": folder}, folder
+    return {**{k: v for k, v in env.items() if k not in INHERITED}, "TMPDIR": folder}, folder
 
 
 def leftovers(tmpdir: str) -> list[str]:
     """What processes run with ``TMPDIR=tmpdir`` left there outside the per-run Ray folders that
     ``jobs.common.private_ray_tmpdir`` makes (``ray-*``): Ray's machine-wide default ``ray``, lock
-    files, anything else."""
-    return sorted(name for name in os.listdir(tmpdir) if not name.startswith("ray-"))
+    files, anything else. Not counted: ``torchinductor_<user>``, torch's compile cache, which every
+    torch program that imports ``torch._dynamo`` makes once per machine and user and reuses (a cache,
+    not a run's leftovers; runs with a teran job or without)."""
+    return sorted(name for name in os.listdir(tmpdir) if not name.startswith(("ray-", "torchinductor_")))
 
 
 

@@ -6,8 +6,12 @@ Shape notation: B pairs per batch, R regions, T caption tokens, H backbone hidde
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
+from collections.abc import Iterable
 
 import numpy as np
+import pyarrow as pa
 import torch
 from torch import nn
 
@@ -17,9 +21,10 @@ from teran_core.losses import TeranLoss, training_alignment_scores
 from teran_core.model.teran import TERAN
 from teran_core.recall.evaluation import retrieval_metrics
 from teran_core.train.config import OptimConfig
-from teran_core.train.pairs import select_rows
+from teran_core.train.pairs import collate_pairs, select_rows
+from teran_core.train.state import TrainState
 
-__all__ = ["HiddenCache", "PairEncoder", "learning_rate", "train_step", "DevSet", "validate", "encode_dev", "concat_token_sets"]
+__all__ = ["HiddenCache", "PairEncoder", "learning_rate", "train_step", "train_epoch", "DevSet", "validate", "encode_dev", "concat_token_sets"]
 
 
 class HiddenCache:
@@ -111,6 +116,36 @@ def train_step(encoder: nn.Module, loss_fn: TeranLoss, batch: dict, optimizer: t
     grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
     optimizer.step()
     return {**{k: float(v.detach()) for k, v in terms.items()}, "grad_norm": float(grad_norm)}
+
+
+def train_epoch(encoder: nn.Module, loss_fn: TeranLoss, optimizer: torch.optim.Optimizer, batches: Iterable[pa.Table],
+                optim: OptimConfig, epoch: int, state: TrainState, curve_every_steps: int = 50,
+                log: logging.Logger | None = None, log_every_s: float = 20.0) -> dict:
+    """One epoch: a :func:`train_step` per batch of pair rows (``PairBuilder``'s table), at the schedule's
+    learning rate, each step counted in ``state``. Returns the epoch's metrics (mean loss, lr, seconds).
+
+    ``log``: a progress line at least every ``log_every_s`` seconds (None: silent, e.g. on other ranks).
+
+    Example::
+
+        for epoch in range(state.epoch, cfg.optim.epochs):
+            metrics = train_epoch(encoder, loss_fn, optimizer, pairs.iter_batches(batch_size=40, batch_format="pyarrow"),
+                                  cfg.optim, epoch, state)
+    """
+    encoder.train()
+    losses, started, last_log = [], time.time(), time.time()
+    lr = learning_rate(optim, epoch, state.step)
+    for table in batches:
+        lr = learning_rate(optim, epoch, state.step)
+        terms = train_step(encoder, loss_fn, collate_pairs(table), optimizer, lr, optim.grad_clip)
+        losses.append(terms["total"])
+        state.count_step(epoch, losses, curve_every_steps)
+        if log is not None and time.time() - last_log >= log_every_s:
+            log.info("epoch %d step %d loss %.4f (%.1f pairs/s)", epoch + 1, state.step, terms["total"],
+                     len(losses) * table.num_rows / (time.time() - started))
+            last_log = time.time()
+    return {"epoch": epoch, "step": state.step, "loss": sum(losses) / max(len(losses), 1), "lr": lr,
+            "epoch_s": time.time() - started}
 
 
 @dataclasses.dataclass
