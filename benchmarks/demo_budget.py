@@ -29,7 +29,7 @@ sys.path.insert(0, REPO)
 from teran_core.config import load_config  # noqa: E402
 from teran_core.data import CaptionCollator, DatasetManifest, read_shard  # noqa: E402
 from teran_core.data.synth import SynthConfig, generate_dataset  # noqa: E402
-from teran_core.demo import MODELS, DemoJobConfig, step_configs  # noqa: E402
+from teran_core.demo import MODELS, DemoJobConfig, demo_plan  # noqa: E402
 from teran_core.losses import TeranLoss  # noqa: E402
 from teran_core.model.teran import TERAN  # noqa: E402
 from teran_core.train.config import OptimConfig  # noqa: E402
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = load_config(DemoJobConfig, args.config, args.overrides)
     with tempfile.TemporaryDirectory(prefix="teran-budget-") as root:
-        generate_dataset(SynthConfig(**step_configs(cfg)["synth"]["synth"]), root)  # the demo's own dataset
+        generate_dataset(SynthConfig(**demo_plan(cfg)["synth"].config["synth"]), root)  # the demo's own dataset
         table = train_pairs(root)
         dev = DevSet.load(DatasetManifest.load(root), "dev", cfg.training.dev_images, CaptionCollator())
     print(f"{table.num_rows} training pairs, {cfg.training.dev_images} dev images, batch {cfg.training.batch_size}; "

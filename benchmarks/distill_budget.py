@@ -32,7 +32,7 @@ from teran_core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from teran_core.config import load_config  # noqa: E402
 from teran_core.data import CaptionCollator, DatasetManifest  # noqa: E402
 from teran_core.data.synth import SynthConfig, generate_dataset  # noqa: E402
-from teran_core.demo import DemoJobConfig, step_configs  # noqa: E402
+from teran_core.demo import DemoJobConfig, demo_plan  # noqa: E402
 from teran_core.distill import DevAgreement, DistillLossConfig, FrozenTokens, TokenPool, distill_step  # noqa: E402
 from teran_core.distill.loop import HeadPair  # noqa: E402
 from teran_core.model.global_head import GlobalHead, GlobalHeadConfig  # noqa: E402
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = load_config(DemoJobConfig, args.config)
     with tempfile.TemporaryDirectory(prefix="teran-distill-budget-") as root:
-        generate_dataset(SynthConfig(**step_configs(cfg)["synth"]["synth"]), root)
+        generate_dataset(SynthConfig(**demo_plan(cfg)["synth"].config["synth"]), root)
         manifest = DatasetManifest.load(root)
         table = train_pairs(root)
         dev = DevSet.load(manifest, "dev", cfg.training.dev_images, CaptionCollator())

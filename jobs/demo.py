@@ -14,45 +14,29 @@ import logging
 import sys
 import time
 
-import torch
-
-from jobs import build_index, distill, encode, evaluate, synth, train
-from jobs.common import check_steps, init_ray, job_parser, load_job_config, run_main, step_config_dir, write_step_config
-from teran_core.checkpoint import save_checkpoint
-from teran_core.demo import MODELS, DemoJobConfig, comparison_markdown, comparison_rows, step_configs, summary_page
-from teran_core.model.teran import TERAN
+from jobs.common import job_parser, load_job_config, run_main
+from jobs.steps import StepFailed, check_plan, run_plan
+from teran_core.demo import MODELS, DemoJobConfig, comparison_markdown, comparison_rows, demo_plan, summary_page
 from teran_core.storage import resolve
 
 PROG = "teran demo"
 log = logging.getLogger("teran.demo")
-JOBS = {"synth": synth, "train": train, "distill": distill, "encode": encode, "build-index": build_index, "evaluate": evaluate}
-
-
-def _job(step: str):
-    return next(module for prefix, module in JOBS.items() if step == prefix or step.startswith(prefix + "-"))
 
 
 def run(cfg: DemoJobConfig) -> int:
     started = time.time()
     root = resolve(cfg.root, cfg.storage)
-    steps = step_configs(cfg)
-    check_steps(PROG, {step: (_job(step).CONFIG, step_cfg) for step, step_cfg in steps.items()})
-    config_dir = step_config_dir(root)
-    init_ray(cfg.ray)  # one local Ray for every step
+    plan = demo_plan(cfg)
+    check_plan(PROG, plan)  # before the first line: a bad plan prints nothing of the demo's
     m = cfg.model
     print(f"[demo] text backbone: the first {m.bert_layers} layer(s) of all-MiniLM-L6-v2, "
           f"{'fine-tuned' if m.fine_tune else 'frozen, its hidden states computed once and cached'}; "
           f"TERAN heads: features {m.feat_dim}, embeddings {m.embed_size}, {m.visual_layers}+{m.joint_layers} layers", flush=True)
-    for number, (step, step_cfg) in enumerate(steps.items(), 1):
-        print(f"[demo] {time.time() - started:5.0f}s  step {number}/{len(steps)}: {step}", flush=True)
-        if step == "encode-untrained":
-            torch.manual_seed(cfg.data.seed)
-            save_checkpoint(TERAN(m), step_cfg["model"]["checkpoint"], cfg.storage)
-        path = write_step_config(root, config_dir, step, _job(step).__name__.split('.')[-1].replace('_', '-'), step_cfg)
-        code = _job(step).main(["--config", path])
-        if code:
-            print(f"{PROG}: error: step {step} failed with exit code {code}; its config is {path}", file=sys.stderr)
-            return code
+    try:
+        run_plan(PROG, root, plan, cfg.ray, cfg.storage)
+    except StepFailed as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return err.code
     results = {name: json.loads(root.join("eval", name, "results.json").read_text()) for name in MODELS}
     notes = [f"{name}: {model.what}, ranked by {', '.join(model.evaluators)}" for name, model in MODELS.items()] + [
         f"test split: {cfg.data.test_images} images x 5 captions with hard negatives (images sharing objects, "

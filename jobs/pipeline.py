@@ -6,7 +6,8 @@ Each stage is the real job, run with a config written to ``<root>/configs/<stage
 be rerun alone), and resumes as that job does. After a stage succeeds its measurements go to
 ``<root>/pipeline/<stage>.json``; rerunning the command skips every stage with a marker and reports
 it from there. Remove a stage's marker, and every later one, to run them again. The end prints
-one table and writes ``<root>/pipeline/summary.json``. Stage definitions: ``teran_core.pipeline``.
+one table and writes ``<root>/pipeline/summary.json``. Stage definitions: ``teran_core.pipeline``;
+the runner (shared with ``teran demo``): ``jobs/steps.py``; this file measures each stage.
 
 Memory is sampled from /proc over the driver's process tree, which holds every Ray process of a
 local instance (not the processes on other nodes of a cluster).
@@ -18,20 +19,16 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 
-import torch
-
-from jobs import build_index, encode, evaluate, synth
-from jobs.common import check_steps, init_ray, job_parser, load_job_config, run_main, step_config_dir, write_step_config
-from teran_core.checkpoint import save_checkpoint
-from teran_core.config import ConfigError
-from teran_core.model.teran import TERAN
-from teran_core.pipeline import PipelineJobConfig, Stage, config_mismatch, recall_rows, stage_items, stages, summary_table
+from jobs.common import job_parser, load_job_config, run_main
+from jobs.steps import StepFailed, run_plan
+from teran_core.pipeline import PipelineJobConfig, recall_rows, stage_items, stages, summary_table
+from teran_core.plan import Step
 from teran_core.procmon import TreeSampler
-from teran_core.storage import Location, StorageConfig, resolve
+from teran_core.storage import StorageConfig, resolve
 
 PROG = "teran pipeline"
-JOBS = {"synth": synth, "encode": encode, "build-index": build_index, "evaluate": evaluate}
 
 
 def spilled_bytes() -> int | None:
@@ -62,23 +59,18 @@ def folder_bytes(uris: list[str], storage: StorageConfig) -> int:
     return total
 
 
-def run_stage(cfg: PipelineJobConfig, root: Location, config_dir: str, name: str, stage: Stage) -> dict:
+def measure_stage(cfg: PipelineJobConfig, name: str, stage: Step, run: Callable[[], None]) -> dict:
     """Runs one stage under a fresh sampler; returns its measurements (the marker's content)."""
     sampler = TreeSampler(reset_peaks=True)  # Ray's workers outlive stages: peaks from this stage only
     sampler.sample()
     cpu_before, spill_before = dict(sampler.cpu), spilled_bytes()
     sampler.start()
     started = time.perf_counter()
-    if stage.job == "model":
-        torch.manual_seed(cfg.model.seed)
-        save_checkpoint(TERAN(cfg.model.untrained), stage.output, cfg.storage)
-    else:
-        path = write_step_config(root, config_dir, name, stage.job, stage.config)
-        code = JOBS[stage.job].main(["--config", path])
-        if code:
-            raise StageFailed(name, code, path)
+    try:
+        run()
+    finally:
+        sampler.stop()
     wall_s = time.perf_counter() - started
-    sampler.stop()
     spill_after = spilled_bytes()
     return {
         "wall_s": round(wall_s, 3),
@@ -93,44 +85,17 @@ def run_stage(cfg: PipelineJobConfig, root: Location, config_dir: str, name: str
     }
 
 
-class StageFailed(RuntimeError):
-    """A stage's job returned a non-zero exit code (it has printed why); the pipeline exits with that code."""
-
-    def __init__(self, name: str, code: int, path: str):
-        self.code = code
-        super().__init__(f"stage {name} failed with exit code {code}; its config is {path}")
-
-
 def run(cfg: PipelineJobConfig) -> int:
     started = time.perf_counter()
     root = resolve(cfg.root, cfg.storage)
-    config_dir, markers = step_config_dir(root), root.join("pipeline")
-    plan = stages(cfg)
-    check_steps(PROG, {name: (JOBS[stage.job].CONFIG, stage.config) for name, stage in plan.items() if stage.job in JOBS})
-    summary: dict = {"root": root.uri, "stages": {}, "recall": []}
-    for number, (name, stage) in enumerate(plan.items(), 1):
-        marker = markers.join(f"{name}.json")
-        config = json.loads(json.dumps(stage.config))  # as the marker records it
-        if marker.exists():
-            recorded = json.loads(marker.read_text())
-            # where Ray runs does not change what a stage writes: a rerun may use other resources
-            changed = config_mismatch({**recorded.pop("config"), "ray": None}, {**config, "ray": None})
-            if changed:
-                raise ConfigError(marker.uri, [f"stage {name} finished with another value of {key}; use another root, or "
-                                               f"remove {marker.uri} and every later stage's marker to run them again" for key in changed])
-            print(f"[pipeline] stage {number}/{len(plan)}: {name} skipped, finished earlier ({marker.uri})", flush=True)
-            summary["stages"][name] = {**recorded, "skipped": True}
-            continue
-        print(f"[pipeline] {time.perf_counter() - started:6.0f}s stage {number}/{len(plan)}: {name}", flush=True)
-        init_ray(cfg.ray)  # one Ray for every stage, started by the first that runs: a finished pipeline starts none
-        try:
-            measured = run_stage(cfg, root, config_dir, name, stage)
-        except StageFailed as err:
-            print(f"{PROG}: error: {err}", file=sys.stderr)
-            return err.code
-        marker.write_text(json.dumps({"stage": name, "job": stage.job, **measured, "config": config,
-                                      "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=1))
-        summary["stages"][name] = {**measured, "skipped": False}
+    markers, plan = root.join("pipeline"), stages(cfg)
+    try:
+        recorded = run_plan(PROG, root, plan, cfg.ray, cfg.storage, markers=markers,
+                            measure=lambda name, stage, run: measure_stage(cfg, name, stage, run), noun="stage")
+    except StepFailed as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return err.code
+    summary: dict = {"root": root.uri, "stages": recorded, "recall": []}
     if "evaluate" in plan:
         summary["recall"] = recall_rows(json.loads(resolve(plan["evaluate"].output, cfg.storage).join("results.json").read_text()))
     summary["wall_s"] = round(time.perf_counter() - started, 3)

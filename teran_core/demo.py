@@ -16,10 +16,11 @@ from teran_core.config import RayConfig, knob
 from teran_core.html_report.identity import describe_model
 from teran_core.html_report.render import demo_page
 from teran_core.model.config import TeranConfig
+from teran_core.plan import Step
 from teran_core.recall.report import evaluator_name
 from teran_core.storage import Location, StorageConfig
 
-__all__ = ["DemoModel", "DemoJobConfig", "MODELS", "step_configs", "comparison_rows", "comparison_markdown", "summary_page"]
+__all__ = ["DemoModel", "DemoJobConfig", "MODELS", "demo_plan", "comparison_rows", "comparison_markdown", "summary_page"]
 
 
 class DemoModel(NamedTuple):
@@ -107,8 +108,14 @@ def _join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
 
 
-def step_configs(cfg: DemoJobConfig) -> dict[str, dict]:
-    """The config of every job the demo runs, keyed by step name (``train-teran``, ``encode-untrained`` …)."""
+def demo_plan(cfg: DemoJobConfig) -> dict[str, Step]:
+    """Every job the demo runs, in order, keyed by step name (``train-teran``, ``encode-untrained`` …).
+
+    Example:
+        >>> plan = demo_plan(DemoJobConfig(root="/tmp/demo"))
+        >>> [name for name in plan if "untrained" in name], plan["model-untrained"].output
+        (['model-untrained', 'encode-untrained', 'build-index-untrained', 'evaluate-untrained'], '/tmp/demo/models/untrained')
+    """
     root, common = cfg.root, {"storage": dataclasses.asdict(cfg.storage), "ray": dataclasses.asdict(cfg.ray)}
     d, t = cfg.data, cfg.training
     synth = dict(images=d.images, seed=d.seed, feature_dim=d.feature_dim, noise=d.noise, group_size=d.group_size,
@@ -117,13 +124,13 @@ def step_configs(cfg: DemoJobConfig) -> dict[str, dict]:
     # are the very images and captions of the training dataset's test split
     test_only = dict(synth, images=d.test_images, dev_images=0)
     steps = {
-        "synth": {"synth": synth, "output": {"uri": _join(root, "dataset"), "overwrite": True}, **common},
-        "synth-test": {"synth": test_only, "output": {"uri": _join(root, "test-dataset"), "overwrite": True}, **common},
+        "synth": Step("synth", {"synth": synth, "output": {"uri": _join(root, "dataset"), "overwrite": True}, **common}),
+        "synth-test": Step("synth", {"synth": test_only, "output": {"uri": _join(root, "test-dataset"), "overwrite": True}, **common}),
     }
     for name, model in MODELS.items():
         if model.loss_weights is not None:
             lr = t.global_only_lr if name == "global-only" else t.lr  # each trained model at its best rate for the budget
-            steps[f"train-{name}"] = {
+            steps[f"train-{name}"] = Step("train", {
                 "model": dict(dataclasses.asdict(cfg.model), **model.loss_weights),
                 "data": {"dataset": _join(root, "dataset"), "dev_images": t.dev_images, "materialize": True},
                 "optim": {"lr": lr, "epochs": t.epochs, "batch_size": t.batch_size, "lr_step_epochs": max(t.epochs, 1),
@@ -131,10 +138,10 @@ def step_configs(cfg: DemoJobConfig) -> dict[str, dict]:
                 "run": {"name": f"demo-{name}", "storage_path": _join(root, "runs"), "export": _join(root, "models", name),
                         "log_every_s": 20.0},
                 **common,
-            }
+            })
         if model.distilled_from:
             dist = cfg.distill
-            steps[f"distill-{model.distilled_from}"] = {
+            steps[f"distill-{model.distilled_from}"] = Step("distill", {
                 "teacher": {"checkpoint": _join(root, "models", model.distilled_from)},
                 "head": {"layers": dist.layers},
                 "loss": {"teacher_temperature": dist.teacher_temperature},
@@ -144,20 +151,23 @@ def step_configs(cfg: DemoJobConfig) -> dict[str, dict]:
                 "run": {"name": f"demo-{name}", "storage_path": _join(root, "runs"), "export": _join(root, "models", name),
                         "log_every_s": 20.0},
                 **common,
-            }
+            })
+        if model.loss_weights is None and not model.distilled_from:  # no job makes it: an untrained TERAN, seeded
+            steps[f"model-{name}"] = Step("model", {"model": dataclasses.asdict(cfg.model), "seed": d.seed},
+                                          output=_join(root, "models", name))
         emb, index = _join(root, "embeddings", name), _join(root, "index", name)
-        steps[f"encode-{name}"] = {
+        steps[f"encode-{name}"] = Step("encode", {
             "input": {"dataset": _join(root, "test-dataset")}, "model": {"checkpoint": _join(root, "models", name)},
             "output": {"uri": emb, "overwrite": True},
             "encode": {"batch_size": cfg.encode.batch_size, "actors": cfg.encode.actors, "num_gpus": 0,
                        "cpus_per_actor": 0.5, "precision": "float32", "progress_interval_s": 20},
             **common,
-        }
+        })
         # token parts serve two-stage's token candidates only
         parts = GLOBAL_PARTS + (TOKEN_PARTS if "two-stage" in model.evaluators and model.candidates != "global" else [])
-        steps[f"build-index-{name}"] = {"paths": {"embeddings": emb, "index": index, "overwrite": True},
-                                        "index": {"use_gpu": False, "parts": parts}, **common}
-        steps[f"evaluate-{name}"] = {
+        steps[f"build-index-{name}"] = Step("build-index", {"paths": {"embeddings": emb, "index": index, "overwrite": True},
+                                                            "index": {"use_gpu": False, "parts": parts}, **common})
+        steps[f"evaluate-{name}"] = Step("evaluate", {
             "paths": {"dataset": _join(root, "test-dataset"), "split": "test", "index": index, "output": _join(root, "eval", name)},
             # the 1K test split scored at once, as the reference's 1K-image test sets; K' = 10% of it
             # recall of 1,000 caption and 250 image queries (seeded sample) against the whole split: two-stage
@@ -174,7 +184,7 @@ def step_configs(cfg: DemoJobConfig) -> dict[str, dict]:
             "two_stage": {"k_candidates": 100, "padding": "masked", "hits_per_token": 128,
                           "t2i_candidates": model.candidates, "i2t_candidates": model.candidates},
             **common,
-        }
+        })
     return steps
 
 

@@ -20,11 +20,12 @@ from teran_core.embedding_set import EmbeddingSet
 from teran_core.encode.config import EncodeSection
 from teran_core.index.config import IndexSection
 from teran_core.model.config import TeranConfig
+from teran_core.plan import Step
 from teran_core.recall.config import EvalSection
 from teran_core.retrieval import TwoStageConfig
 from teran_core.storage import Location, StorageConfig
 
-__all__ = ["PipelineJobConfig", "Stage", "stages", "stage_items", "recall_rows", "summary_table", "config_mismatch"]
+__all__ = ["PipelineJobConfig", "stages", "stage_items", "recall_rows", "summary_table", "config_mismatch"]
 
 
 @dataclasses.dataclass
@@ -67,21 +68,11 @@ class PipelineJobConfig:
         return []
 
 
-@dataclasses.dataclass
-class Stage:
-    """One stage: the job that runs it, that job's config, and the folders it reads and writes."""
-
-    job: str  # a `teran` subcommand, or "model" (the pipeline saves the untrained checkpoint itself)
-    config: dict  # the job's config as plain data (written to <root>/configs/<stage>.yaml)
-    inputs: list[str]  # folders read: their size is the stage's "bytes read"
-    output: str  # the folder written: its size is the stage's "bytes written"
-
-
 def _join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
 
 
-def stages(cfg: PipelineJobConfig) -> dict[str, Stage]:
+def stages(cfg: PipelineJobConfig) -> dict[str, Step]:
     """Every stage this config runs, in order, keyed by name.
 
     Example:
@@ -95,19 +86,19 @@ def stages(cfg: PipelineJobConfig) -> dict[str, Stage]:
     dataset = cfg.data.dataset or _join(root, "dataset")
     checkpoint = cfg.model.checkpoint or _join(root, "model")
     emb, index = _join(root, "embeddings"), _join(root, "index")
-    out: dict[str, Stage] = {}
+    out: dict[str, Step] = {}
     if not cfg.data.dataset:
         # overwrite: synth has no partial resume, so a run killed before its marker starts the dataset again
-        out["synth"] = Stage("synth", {"synth": asdict(cfg.data.synth), "output": {"uri": dataset, "shard_mb": cfg.data.shard_mb,
+        out["synth"] = Step("synth", {"synth": asdict(cfg.data.synth), "output": {"uri": dataset, "shard_mb": cfg.data.shard_mb,
                                                                                    "overwrite": True}, **common}, [], dataset)
     if not cfg.model.checkpoint:
-        out["model"] = Stage("model", {"model": asdict(cfg.model.untrained), "seed": cfg.model.seed}, [], checkpoint)
-    out["encode"] = Stage("encode", {"input": {"dataset": dataset, "kinds": "both"}, "model": {"checkpoint": checkpoint},
+        out["model"] = Step("model", {"model": asdict(cfg.model.untrained), "seed": cfg.model.seed}, [], checkpoint)
+    out["encode"] = Step("encode", {"input": {"dataset": dataset, "kinds": "both"}, "model": {"checkpoint": checkpoint},
                                      "output": {"uri": emb, "overwrite": False},  # resumes shard by shard
                                      "encode": asdict(cfg.encode), **common}, [dataset, checkpoint], emb)
-    out["build-index"] = Stage("build-index", {"paths": {"embeddings": emb, "index": index, "overwrite": True},
+    out["build-index"] = Step("build-index", {"paths": {"embeddings": emb, "index": index, "overwrite": True},
                                                "index": asdict(cfg.index), **common}, [emb], index)
-    out["evaluate"] = Stage("evaluate", {"paths": {"dataset": dataset, "split": cfg.data.split, "index": index,
+    out["evaluate"] = Step("evaluate", {"paths": {"dataset": dataset, "split": cfg.data.split, "index": index,
                                                    "output": _join(root, "eval")},
                                          "eval": asdict(cfg.eval), "two_stage": asdict(cfg.two_stage), **common},
                             [index, emb], _join(root, "eval"))
