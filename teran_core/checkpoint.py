@@ -105,7 +105,7 @@ def _map_state(state: dict, wanted: dict, source: str) -> dict:
     return mapped
 
 
-def model_from_reference(config: dict, state: dict, bert_config=None, source: str = "<state dict>") -> TERAN:
+def model_from_reference(config: dict, state: dict, bert_config=None, source: str = "<state dict>", tokenizer=None) -> TERAN:
     """A TERAN in eval mode from a reference ``config`` dict and ``model`` state dict (see :func:`load_reference_checkpoint`)."""
     teran_config = load_reference_config(config)
     bert = _bert_config(state, bert_config, source)
@@ -113,19 +113,19 @@ def model_from_reference(config: dict, state: dict, bert_config=None, source: st
         raise ValueError(
             f"reference checkpoint {source}: config says {teran_config.bert_layers} BERT layers, weights hold {bert.num_hidden_layers}"
         )
-    tokenizer = load_tokenizer()
-    check_bert_uncased_vocabulary(tokenizer, "the packaged tokenizer")
+    if tokenizer is None:  # the reference's own: bert-base-uncased's ids, which the packaged tokenizer shares
+        tokenizer, which = load_tokenizer(), "teran's bert-base-uncased tokenizer"
+        check_bert_uncased_vocabulary(tokenizer, "the packaged tokenizer")
+    else:
+        tokenizer, which = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer, "the given tokenizer"
     if bert.vocab_size != len(tokenizer):
-        raise ValueError(
-            f"reference checkpoint {source}: BERT vocabulary {bert.vocab_size}, but teran's bert-base-uncased "
-            f"tokenizer has {len(tokenizer)}"
-        )
+        raise ValueError(f"reference checkpoint {source}: BERT vocabulary {bert.vocab_size}, but {which} has {len(tokenizer)}")
     model = TERAN(teran_config, bert_config=bert, tokenizer=tokenizer)
     model.load_state_dict(_map_state(state, model.state_dict(), source), strict=True)
     return model.eval()
 
 
-def load_reference_checkpoint(path: str, bert_config=None, storage: StorageConfig | None = None) -> TERAN:
+def load_reference_checkpoint(path: str, bert_config=None, storage: StorageConfig | None = None, tokenizer=None) -> TERAN:
     """Loads a checkpoint written by the reference TERAN (``checkpoint.pth.tar``, ``model_best_*.pth.tar``).
 
     The model is built from the checkpoint's own ``config``; the BERT shape (vocabulary, hidden size,
@@ -138,9 +138,13 @@ def load_reference_checkpoint(path: str, bert_config=None, storage: StorageConfi
         bert_config: a ``transformers.BertConfig`` for what shapes cannot tell (attention heads,
             activation, eps); None: bert-base's (12 heads for hidden size 768).
         storage: endpoint settings for an ``s3://`` path.
+        tokenizer: the tokenizer of the checkpoint's own BERT-family backbone (the one its config's
+            ``text-model.pretrain`` names), as a tokenizer or a local model folder; None: the packaged
+            tokenizer, which has bert-base-uncased's ids, as the reference's default backbone. Its
+            vocabulary size must be the weights'.
 
     Returns:
-        The TERAN in eval mode, with the packaged bert-base-uncased tokenizer.
+        The TERAN in eval mode, with that tokenizer.
 
     Raises:
         ValueError: the file holds anything beyond tensors, plain containers and argparse.Namespace
@@ -165,7 +169,7 @@ def load_reference_checkpoint(path: str, bert_config=None, storage: StorageConfi
     if not isinstance(checkpoint, dict) or not {"model", "config"} <= set(checkpoint):
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ValueError(f"{source.uri} is not a reference TERAN checkpoint: expected 'model' and 'config' entries, found {found}")
-    return model_from_reference(checkpoint["config"], checkpoint["model"], bert_config, source.uri)
+    return model_from_reference(checkpoint["config"], checkpoint["model"], bert_config, source.uri, tokenizer)
 
 
 def save_checkpoint(model: TERAN, uri: str, storage: StorageConfig | None = None) -> None:

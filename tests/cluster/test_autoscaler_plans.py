@@ -9,8 +9,8 @@ instance description. Memory matters: with it, a 1-GPU bundle scores higher on a
 from __future__ import annotations
 
 import copy
+import importlib
 
-import pytest
 from cluster_files import CLUSTER, LAUNCHER_YAML, load_yaml
 from launcher_checks import ray_up_checks
 from ray._private import ray_constants
@@ -50,14 +50,13 @@ def launches(config: dict, bundle: dict[str, float], count: int, fill_memory: bo
     return {launch.instance_type: launch.count for launch in reply.to_launch}
 
 
-def job_config(name: str, cls_path: str):
-    module, cls = cls_path.rsplit(".", 1)
-    return load_config(getattr(pytest.importorskip(module), cls), str(CLUSTER / "configs" / f"{name}.yaml"))
+def job_config(name: str):
+    return load_config(importlib.import_module(f"jobs.{name}").CONFIG, str(CLUSTER / "configs" / f"{name}.yaml"))
 
 
 CONFIG = load_yaml(LAUNCHER_YAML)
-ENCODE = job_config("encode", "teran_core.encode.config.EncodeJobConfig").encode
-TRAIN = job_config("train", "teran_core.train.TrainJobConfig").scaling
+ENCODE = job_config("encode").encode
+TRAIN = job_config("train").scaling
 
 
 def with_max_workers(**max_workers: int) -> dict:

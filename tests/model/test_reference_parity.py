@@ -141,3 +141,22 @@ def test_layer_count_disagreeing_with_the_config_is_refused():
     config["text-model"]["extraction-hidden-layer"] = 3
     with pytest.raises(ValueError, match="config says 3 BERT layers, weights hold 2"):
         model_from_reference(config, state, bert_config=TINY_BERT)
+
+
+def test_a_backbone_with_its_own_vocabulary_loads_with_its_tokenizer_and_a_size_mismatch_names_both(tmp_path):
+    from transformers import BertTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "dog", "on", "couch", "##s"]
+    bert = BertConfig(**{**TINY_BERT.to_dict(), "vocab_size": len(words)})
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}).save_pretrained(tmp_path / "tokenizer")
+    bert.save_pretrained(tmp_path / "tokenizer")  # a backbone's model folder: its config.json beside the tokenizer
+    state, config = reference_state_dict(TINY, bert), reference_config_dict(TINY)
+
+    model = model_from_reference(config, state, bert_config=bert, tokenizer=str(tmp_path / "tokenizer"))
+    assert len(model.tokenizer) == len(words)
+    assert model.encode_texts(["a dog on couchs"]).tokens.shape[:2] == (1, 7)  # [CLS] a dog on couch ##s [SEP]
+    with pytest.raises(ValueError, match=r"BERT vocabulary 10, but teran's bert-base-uncased tokenizer has 30522"):
+        model_from_reference(config, state, bert_config=bert)
+    bigger = BertConfig(**{**TINY_BERT.to_dict(), "vocab_size": 12})
+    with pytest.raises(ValueError, match=r"BERT vocabulary 12, but the given tokenizer has 10"):
+        model_from_reference(config, reference_state_dict(TINY, bigger), bert_config=bigger, tokenizer=str(tmp_path / "tokenizer"))
