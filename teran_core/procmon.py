@@ -1,8 +1,12 @@
-"""Memory and CPU of a process tree, read from Linux's /proc: what benchmarks and the pipeline job report.
+"""Memory and CPU of a process tree: what benchmarks and the pipeline job report.
 
 A local Ray instance is a tree below its driver (GCS, raylet, and the workers below the raylet), so
 sampling the driver's tree covers every Ray process of a one-machine run. Processes on other nodes
 of a cluster are not seen. Nothing here imports Ray.
+
+The tree, PSS, CPU times and names come from psutil. Two Linux facts it does not give are read from
+/proc by hand: a process's peak RSS (``VmHWM`` in ``/proc/<pid>/status``; psutil reports the current
+RSS only) and resetting that peak (``/proc/<pid>/clear_refs``), which makes a peak one stage's own.
 """
 
 from __future__ import annotations
@@ -11,39 +15,30 @@ import os
 import threading
 import time
 
+import psutil
+
 __all__ = ["TreeSampler", "tree_pids"]
 
-TICKS = os.sysconf("SC_CLK_TCK")
+GONE = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError)  # ended while we looked, or not ours
 
 
-def _stat(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()  # fields from "state" on
-
-
-def _status_kib(pid: int, key: str) -> int:
+def _peak_rss(pid: int) -> int:
+    """The kernel's high-water mark of the process's RSS, in bytes."""
     with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(key))
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) * 1024
 
 
 def tree_pids(root: int) -> list[int]:
-    """``root`` and its descendants (one /proc scan).
+    """``root`` and its descendants.
 
     Example:
         >>> tree_pids(os.getpid())[0] == os.getpid()
         True
     """
-    parents = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            parents[int(entry)] = int(_stat(int(entry))[1])
-        except (OSError, IndexError, ValueError):
-            continue  # the process ended while we looked
-    tree, frontier = [root], [root]
-    while frontier:
-        frontier = [pid for pid, parent in parents.items() if parent in frontier]
-        tree += frontier
-    return tree
+    try:
+        return [root, *(child.pid for child in psutil.Process(root).children(recursive=True))]
+    except GONE:
+        return [root]
 
 
 class TreeSampler(threading.Thread):
@@ -88,17 +83,17 @@ class TreeSampler(threading.Thread):
         pss = 0
         for pid in tree_pids(os.getpid()):
             try:
-                with open(f"/proc/{pid}/smaps_rollup") as f:
-                    pss += next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
-                self.rss_peak[pid] = max(self.rss_peak.get(pid, 0), _status_kib(pid, "VmHWM:") * 1024)
-                fields = _stat(pid)
-                self.cpu[pid] = (int(fields[11]) + int(fields[12])) / TICKS
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    name = f.read().split(b"\0")[0].decode(errors="replace").rsplit("/", 1)[-1][:40]
+                process = psutil.Process(pid)
+                with process.oneshot():
+                    pss += process.memory_full_info().pss
+                    times = process.cpu_times()
+                    name = (process.cmdline() or [process.name()])[0].rsplit("/", 1)[-1][:40]
+                self.rss_peak[pid] = max(self.rss_peak.get(pid, 0), _peak_rss(pid))
+                self.cpu[pid] = times.user + times.system
                 # a Ray worker renames itself once it runs something; back to IDLE, it keeps that name
                 if pid not in self.names or not name.startswith("ray::IDLE"):
                     self.names[pid] = name
-            except (OSError, StopIteration, IndexError):
+            except (*GONE, StopIteration):
                 continue
         self.peak = max(self.peak, pss)
         if not self.inherited:
