@@ -44,7 +44,7 @@ def _run(config: str | None, overrides: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog=PROG, usage=f"{PROG} [{{{','.join(FORMATS)}}}] --root DIR --out URI [--config FILE] [section.key=value ...]",
-                                     description="Convert COCO, Flickr30K or SCAN precomp features (teran_reference.md §4) into a teran dataset.")
+                                     description="Convert COCO, Flickr30K or SCAN precomp features (docs/formats.md, 'Source layouts') into a teran dataset.")
     parser.add_argument("--config", help="YAML config; without one every default applies")
     parser.add_argument("--root", help="the source folder: a local path or s3:// URI (convert.root)")
     parser.add_argument("--out", help="the dataset folder: a local path or s3://bucket/prefix (output.uri)")

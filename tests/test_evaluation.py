@@ -1,5 +1,5 @@
 """Recall metrics: hand-computed cases, the tie rule, any number of captions per image, the 1K folds,
-and agreement with a loop-by-loop port of the reference's i2t/t2i (teran_reference.md §5)."""
+and agreement with a loop-by-loop port of the reference's i2t/t2i (its ``evaluation.py``)."""
 
 import math
 

@@ -3,7 +3,7 @@
 Exact (Flat) below ``flat_max`` vectors; HNSW up to ``hnsw_max`` when it fits; IVF-Flat when the
 raw vectors fit; otherwise IVF-PQ with an OPQ rotation, with the most bytes per vector that fit.
 Every index is inner product on L2-normalised vectors (cosine). Sizes follow FAISS's guidelines
-(scale_notes.md): nlist ~ 4*sqrt(N) as a power of two, an HNSW coarse quantizer from 2^14 lists,
+(the FAISS wiki, "Guidelines to choose an index"): nlist ~ 4*sqrt(N) as a power of two, an HNSW coarse quantizer from 2^14 lists,
 and training on 30-256 points per list.
 """
 

@@ -240,7 +240,7 @@ def five_fold_1k(scores, caption_image_ids, *, n_folds: int = 5, fold_images: in
 
 
 def protocol_metrics(scores, caption_image_ids, protocol: str) -> dict[str, float]:
-    """Metrics under a named reference protocol (teran_reference.md §5).
+    """Metrics under a named protocol of the reference's evaluation (its ``evaluation.py``, ``evalrank``).
 
     ``coco-1k``: five folds of 1000 of the 5000 COCO test images, averaged; ``coco-5k``: all 5000
     at once; ``f30k-1k``: the 1000 Flickr30K test images at once (the reference's fold5=False);

@@ -1,4 +1,4 @@
-"""The training job's knobs. Defaults are the reference's COCO hyperparameters (teran_reference.md §3)."""
+"""The training job's knobs. Defaults are the reference's COCO hyperparameters (the reference implementation's configs/teran_coco_MrSw.yaml, github.com/mesnico/TERAN)."""
 
 from __future__ import annotations
 

@@ -19,9 +19,9 @@ import time
 import urllib.error
 import urllib.request
 
-OBJECT_STORE = 512 * 2**20  # Cluster's default 150 MiB stalls on MB-sized blocks (scale notes)
+OBJECT_STORE = 512 * 2**20  # Cluster's default 150 MiB stalls on MB-sized blocks
 GPU_NODE = {"num_cpus": 2, "num_gpus": 1, "object_store_memory": OBJECT_STORE}
-# dead-node detection in about a second instead of 12-35 s (scale notes)
+# dead-node detection in about a second instead of 12-35 s (Ray's health_check_* system config)
 HEALTH = {"health_check_period_ms": 1000, "health_check_failure_threshold": 2, "health_check_timeout_ms": 1000}
 
 

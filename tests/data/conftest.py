@@ -1,4 +1,4 @@
-"""Source folders in the exact reference layouts (teran_reference.md §4), a handful of images each.
+"""Source folders in the exact reference layouts (docs/formats.md, "Source layouts"), a handful of images each.
 
 Features are real-sized (R x 2048 float32); each builder returns what a converted dataset must hold.
 """

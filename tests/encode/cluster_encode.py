@@ -15,7 +15,7 @@ import threading
 import time
 
 NODE = {"num_cpus": 2, "object_store_memory": 512 * 2**20}
-# dead-node detection in about a second instead of 12-35 s (scale notes)
+# dead-node detection in about a second instead of the 12-35 s of Ray's default health_check_* settings
 HEALTH = {"health_check_period_ms": 1000, "health_check_failure_threshold": 2, "health_check_timeout_ms": 1000}
 
 

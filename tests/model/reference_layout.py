@@ -1,6 +1,7 @@
 """Test helpers: reference-format TERAN checkpoints and a naive re-statement of the reference forward pass.
 
-Everything here is written from ``teran_reference.md`` (sections 1-2) on purpose without using
+Everything here is written from the reference implementation's key names and forward pass (github.com/mesnico/TERAN,
+``models/teran.py``) on purpose without using
 teran's modules, so comparing the two checks teran against the facts, not against itself.
 """
 

@@ -8,7 +8,7 @@ from teran_core import ConfigError, TeranConfig
 from teran_core.config import from_dict
 from teran_core.model import load_reference_config, teran_coco_mrsw
 
-# The reference's configs/teran_coco_MrSw.yaml, key by key (teran_reference.md, "Default configuration").
+# The reference's configs/teran_coco_MrSw.yaml, key by key (github.com/mesnico/TERAN).
 REFERENCE_COCO_MRSW = """
 dataset: {name: coco, data: data, restval: true, pre-extracted-features: false}
 text-model: {name: bert, pretrain: bert-base-uncased, word-dim: 768, extraction-hidden-layer: 6,

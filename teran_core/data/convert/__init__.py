@@ -1,4 +1,4 @@
-"""Converters from the reference's input layouts (teran_reference.md §4) to teran datasets.
+"""Converters from the reference's input layouts (docs/formats.md, "Source layouts") to teran datasets.
 
 A conversion is planned from the annotations (:func:`plan_conversion`), its images are converted
 chunk by chunk (:func:`convert_image_chunk`, one task per output shard on an executor: Ray's in

@@ -1,4 +1,4 @@
-"""COCO as the reference reads it (teran_reference.md §4): caption annotations, VSE++ id split files, bottom-up features.
+"""COCO as the reference reads it (docs/formats.md, "Source layouts"): caption annotations, VSE++ id split files, bottom-up features.
 
 Layout under the root::
 

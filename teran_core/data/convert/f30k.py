@@ -1,4 +1,4 @@
-"""Flickr30K as the reference reads it (teran_reference.md §4): the Karpathy json and bottom-up features.
+"""Flickr30K as the reference reads it (docs/formats.md, "Source layouts"): the Karpathy json and bottom-up features.
 
 Layout under the root::
 

@@ -20,7 +20,7 @@ __all__ = ["ConvertConfig", "ImageItem", "ImageChunk", "ConversionPlan", "PlanBu
 class ConvertConfig:
     """What every converter shares."""
 
-    format: Literal["coco", "f30k", "precomp"] = "coco"  # the source layout (teran_reference.md §4); the CLI's first argument
+    format: Literal["coco", "f30k", "precomp"] = "coco"  # the source layout (docs/formats.md, "Source layouts"); the CLI's first argument
     root: str = ""  # the source folder: a local path or s3:// URI (the CLI's --root)
     feature_dim: int = knob(2048, ge=1)  # F of the source features; a file with another width is rejected
     feature_dtype: Literal["float16", "float32"] = "float32"  # storage type; float32 keeps the source values exactly

@@ -15,7 +15,7 @@ def read_json(location: Location, label: str):
     try:
         return json.loads(location.read_bytes())
     except FileNotFoundError:
-        raise DataError(f"missing annotation file {label} ({location.uri}); see teran_reference.md §4 for the expected layout") from None
+        raise DataError(f"missing annotation file {label} ({location.uri}); see docs/formats.md, 'Source layouts', for the expected layout") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{label} ({location.uri}) is not valid JSON: {err}") from None
 
@@ -23,7 +23,7 @@ def read_json(location: Location, label: str):
 def field(data, key: str, label: str):
     """``data[key]``; a missing key stops the conversion naming the file and key."""
     if not isinstance(data, dict) or key not in data:
-        raise DataError(f"{label} has no {key!r} key; expected the layout of teran_reference.md §4")
+        raise DataError(f"{label} has no {key!r} key; expected the layout of docs/formats.md, 'Source layouts'")
     return data[key]
 
 
@@ -32,7 +32,7 @@ def read_lines(location: Location, label: str) -> list[str]:
     try:
         return location.read_bytes().decode("utf-8").splitlines()
     except FileNotFoundError:
-        raise DataError(f"missing file {label} ({location.uri}); see teran_reference.md §4 for the expected layout") from None
+        raise DataError(f"missing file {label} ({location.uri}); see docs/formats.md, 'Source layouts', for the expected layout") from None
     except UnicodeDecodeError as err:
         raise DataError(f"{label} ({location.uri}) is not UTF-8 text: {err}") from None
 
@@ -41,4 +41,4 @@ def require_folder(root: Location, folder: str, what: str) -> None:
     """Stops early when a whole source folder is missing, instead of rejecting every image one by one."""
     location = root.join(folder)
     if not location.fs.isdir(location.path):
-        raise DataError(f"{location.uri} does not exist or is not a folder; expected the {what} there (see teran_reference.md §4)")
+        raise DataError(f"{location.uri} does not exist or is not a folder; expected the {what} there (see docs/formats.md, 'Source layouts')")
