@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import sys
 
-from jobs.common import RayExecutor, job_parser, load_job_config, run_main
+from jobs.common import job_parser, load_job_config, run_main
+from jobs.ray_runtime import RayExecutor
 from teran_core.config import ConfigError
 from teran_core.index.config import BuildIndexJobConfig
 from teran_core.index.run import build_index

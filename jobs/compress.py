@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import sys
 
-from jobs.common import RayExecutor, job_parser, load_job_config, run_main
+from jobs.common import job_parser, load_job_config, run_main
+from jobs.ray_runtime import RayExecutor
 from teran_core.compress.run import CompressJobConfig, compress
 from teran_core.config import ConfigError
 from teran_core.storage import resolve

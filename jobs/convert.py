@@ -14,7 +14,8 @@ import json
 import logging
 import sys
 
-from jobs.common import RayExecutor, run_main
+from jobs.common import run_main
+from jobs.ray_runtime import RayExecutor
 from jobs.synth import flag_overrides
 from teran_core.config import to_yaml
 from teran_core.data.convert import convert_dataset

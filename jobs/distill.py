@@ -15,7 +15,8 @@ import time
 
 import torch
 
-from jobs.common import init_ray, job_parser, load_job_config, run_main
+from jobs.common import job_parser, load_job_config, run_main
+from jobs.ray_runtime import init_ray
 from jobs.train import absolute_dataset, export_best, fit, pair_dataset, report_epoch, resume
 from teran_core.config import ConfigError, from_dict
 from teran_core.data import CaptionCollator, DatasetManifest

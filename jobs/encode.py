@@ -18,7 +18,8 @@ from concurrent.futures import Future
 import pyarrow as pa
 import ray
 
-from jobs.common import init_ray, job_parser, load_job_config, run_main
+from jobs.common import job_parser, load_job_config, run_main
+from jobs.ray_runtime import init_ray
 from teran_core.config import ConfigError
 from teran_core.data.errors import DataError
 from teran_core.encode import EncodeJobConfig, OutputConflict, Stages, read_shards, run_encode, write_parts

@@ -18,7 +18,8 @@ import sys
 import ray
 from ray.util import ActorPool
 
-from jobs.common import init_ray, job_parser, load_job_config, run_main
+from jobs.common import job_parser, load_job_config, run_main
+from jobs.ray_runtime import init_ray
 from teran_core.config import ConfigError
 from teran_core.data.tokenizer import load_tokenizer
 from teran_core.html_report.examples import POOL, build_examples

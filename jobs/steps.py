@@ -18,7 +18,8 @@ from collections.abc import Callable
 import torch
 
 from jobs import build_index, compress, distill, encode, evaluate, synth, train
-from jobs.common import check_steps, init_ray, step_config_dir, write_step_config
+from jobs.common import check_steps, step_config_dir, write_step_config
+from jobs.ray_runtime import init_ray
 from teran_core.checkpoint import save_checkpoint
 from teran_core.config import ConfigError, RayConfig, from_dict
 from teran_core.model.config import TeranConfig

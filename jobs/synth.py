@@ -14,7 +14,8 @@ import json
 import logging
 import sys
 
-from jobs.common import RayExecutor, run_main
+from jobs.common import run_main
+from jobs.ray_runtime import RayExecutor
 from teran_core.config import to_yaml
 from teran_core.data.errors import DataError
 from teran_core.data.jobconfig import SynthJobConfig, load_data_job_config

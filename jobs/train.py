@@ -13,7 +13,8 @@ import tempfile
 
 import torch
 
-from jobs.common import init_ray, job_parser, load_job_config, run_main
+from jobs.common import job_parser, load_job_config, run_main
+from jobs.ray_runtime import init_ray
 from teran_core.checkpoint import load_checkpoint, save_checkpoint
 from teran_core.config import from_dict, to_dict
 from teran_core.data import CaptionCollator, DatasetManifest

@@ -3,7 +3,7 @@
 A job's driver in the library (``synthesize``, ``convert``, ``build_index``) submits its tasks to an
 :class:`Executor` and waits for them; it never knows whether they ran here or on a cluster.
 :class:`LocalExecutor` runs each task at once in this process (tests, tools, small collections);
-``jobs.common.RayExecutor`` runs each as a Ray task. A task's handle may be passed as an argument of a
+``jobs.ray_runtime.RayExecutor`` runs each as a Ray task. A task's handle may be passed as an argument of a
 later task: the executor hands that task its result (Ray resolves top-level object references the same
 way), so a chain of tasks is written once for both.
 """

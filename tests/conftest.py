@@ -146,7 +146,7 @@ def ray_session():
     """One local Ray instance for the whole run (``ray.init`` costs seconds; a second one fails)."""
     import ray
 
-    from jobs.common import private_ray_tmpdir
+    from jobs.ray_runtime import private_ray_tmpdir
 
     temp_dir = private_ray_tmpdir()  # and the jobs that tests start as processes keep theirs inside it
     ray.init(

@@ -36,7 +36,7 @@ def fresh_machine_env(env: dict, tmpdir: str | None = None) -> tuple[dict, str]:
 
 def leftovers(tmpdir: str) -> list[str]:
     """What processes run with ``TMPDIR=tmpdir`` left there outside the per-run Ray folders that
-    ``jobs.common.private_ray_tmpdir`` makes (``ray-*``): Ray's machine-wide default ``ray``, lock
+    ``jobs.ray_runtime.private_ray_tmpdir`` makes (``ray-*``): Ray's machine-wide default ``ray``, lock
     files, anything else. Not counted: ``torchinductor_<user>``, torch's compile cache, which every
     torch program that imports ``torch._dynamo`` makes once per machine and user and reuses (a cache,
     not a run's leftovers; runs with a teran job or without)."""

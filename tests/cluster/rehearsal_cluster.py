@@ -50,7 +50,7 @@ def main() -> None:
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every socket on 127.0.0.1
     from ray.cluster_utils import Cluster
 
-    from jobs.common import private_ray_tmpdir
+    from jobs.ray_runtime import private_ray_tmpdir
 
     # Every node's files, and the address file by which the job server finds the cluster its entrypoints
     # connect to (as `ray start --head` writes it), go under a folder of this run's: never /tmp/ray

@@ -52,8 +52,8 @@ def main(config: str, side_uri: str) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from jobs.common import private_ray_tmpdir
     from jobs.encode import main as encode
+    from jobs.ray_runtime import private_ray_tmpdir
     from teran_core.storage import StorageConfig, resolve
 
     ray_tmpdir = private_ray_tmpdir()  # the nodes' files and Cluster's address file, never /tmp/ray
