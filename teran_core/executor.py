@@ -1,7 +1,8 @@
 """Where a job's tasks run: one driver per job, handed an executor.
 
-A job's driver in the library (``synthesize``, ``convert``, ``build_index``) submits its tasks to an
-:class:`Executor` and waits for them; it never knows whether they ran here or on a cluster.
+A job's driver in the library (``generate_dataset``, ``convert_dataset``, ``build_index``,
+``compress``) submits its tasks to an :class:`Executor` and waits for them; it never knows whether
+they ran here or on a cluster.
 :class:`LocalExecutor` runs each task at once in this process (tests, tools, small collections);
 ``jobs.ray_runtime.RayExecutor`` runs each as a Ray task. A task's handle may be passed as an argument of a
 later task: the executor hands that task its result (Ray resolves top-level object references the same
