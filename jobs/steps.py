@@ -11,13 +11,14 @@ error, never silently reused. One Ray instance serves every step, started by the
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from collections.abc import Callable
 
 import torch
 
-from jobs import build_index, compress, distill, encode, evaluate, synth, train
+from jobs.cli import SUBCOMMANDS
 from jobs.common import check_steps, step_config_dir, write_step_config
 from jobs.ray_runtime import init_ray
 from teran_core.checkpoint import save_checkpoint
@@ -28,8 +29,7 @@ from teran_core.pipeline import config_mismatch
 from teran_core.plan import Step
 from teran_core.storage import Location, StorageConfig
 
-JOBS = {"synth": synth, "train": train, "distill": distill, "encode": encode, "compress": compress,
-        "build-index": build_index, "evaluate": evaluate}
+MODEL = "model"  # the one step that is not a `teran` subcommand: an untrained TERAN, saved by the runner
 
 Measure = Callable[[str, Step, Callable[[], None]], dict]  # measure(name, step, run) runs the step; returns what to record
 
@@ -42,20 +42,25 @@ class StepFailed(RuntimeError):
         super().__init__(f"step {name} failed with exit code {code}; its config is {path}")
 
 
+def job_module(job: str):
+    """The module of the ``teran`` subcommand ``job`` (``jobs.cli.SUBCOMMANDS``, imported when first needed)."""
+    return importlib.import_module(SUBCOMMANDS[job][0])
+
+
 def check_plan(prog: str, plan: dict[str, Step]) -> None:
     """Builds and checks every step's config (a ``model`` step's TERAN config too); raises one ConfigError."""
-    check_steps(prog, {name: (JOBS[step.job].CONFIG, step.config) if step.job in JOBS else (TeranConfig, step.config["model"])
+    check_steps(prog, {name: (TeranConfig, step.config["model"]) if step.job == MODEL else (job_module(step.job).CONFIG, step.config)
                        for name, step in plan.items()})
 
 
 def run_step(root: Location, config_dir: str, name: str, step: Step, storage: StorageConfig) -> None:
     """Runs one step in this process; raises :class:`StepFailed` when its job fails."""
-    if step.job == "model":
+    if step.job == MODEL:
         torch.manual_seed(step.config["seed"])
         save_checkpoint(TERAN(from_dict(TeranConfig, step.config["model"])), step.output, storage)
         return
     path = write_step_config(root, config_dir, name, step.job, step.config)
-    code = JOBS[step.job].main(["--config", path])
+    code = job_module(step.job).main(["--config", path])
     if code:
         raise StepFailed(name, code, path)
 
@@ -89,7 +94,7 @@ def run_plan(prog: str, root: Location, plan: dict[str, Step], ray: RayConfig, s
             results[name] = {**recorded, "skipped": True}
             continue
         print(f"[{tag}] {time.perf_counter() - started:6.0f}s {noun} {number}/{len(plan)}: {name}", flush=True)
-        if step.job in JOBS:
+        if step.job != MODEL:
             init_ray(ray)  # one Ray for every job, started by the first that runs: a finished plan starts none
 
         def run(name=name, step=step) -> None:
