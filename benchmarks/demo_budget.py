@@ -26,10 +26,10 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from jobs.demo_plan import MODELS, DemoJobConfig, demo_plan  # noqa: E402
 from teran_core.config import load_config  # noqa: E402
 from teran_core.data import CaptionCollator, DatasetManifest, read_shard  # noqa: E402
 from teran_core.data.synth import SynthConfig, generate_dataset  # noqa: E402
-from teran_core.demo import MODELS, DemoJobConfig, demo_plan  # noqa: E402
 from teran_core.losses import TeranLoss  # noqa: E402
 from teran_core.model.teran import TERAN  # noqa: E402
 from teran_core.train.config import OptimConfig  # noqa: E402

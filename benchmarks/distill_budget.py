@@ -1,13 +1,14 @@
 """The demo's distillation budget: how good the distilled global head gets, for what time, on the 1K test split.
 
-    python benchmarks/distill_budget.py --teran /tmp/teran-demo --lr 1e-3 3e-4 --epochs 2
-    python benchmarks/distill_budget.py --teran /tmp/teran-demo --lr 1e-3 --epochs 1 --temperature 1 0.5
+    python benchmarks/distill_budget.py --teran demo_output/models/teran --epochs 4 \
+        --setting teacher_temperature=1 student_scale=6 batch_size=32 lr=1e-3 \
+        --setting teacher_temperature=0.05 student_scale=30 batch_size=128 lr=2e-3
 
 Generates the demo's dataset (``configs/demo.yaml``), trains the demo's TERAN for its one epoch as
 ``benchmarks/demo_budget.py`` does (or loads it from ``--teran`` when that folder holds a checkpoint,
 else saves it there), then distills a head per setting with the distill job's step
 (``teran_core.distill``: frozen TERAN token sets cached, ListNet against its alignment scores) and
-prints, after every epoch, the rsum of the head's vectors alone on the whole 1K test split (5,000
+prints, after every epoch of every ``--setting`` (the loss's and optimiser's knobs), the rsum of the head's vectors alone on the whole 1K test split (5,000
 captions) against exhaustive TERAN, their ratio, the dev top-10 overlap and the seconds spent. No Ray.
 """
 
@@ -28,26 +29,33 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 from demo_budget import run as train_teran  # noqa: E402
 from demo_budget import train_pairs
 
+from jobs.demo_plan import DemoJobConfig, demo_plan  # noqa: E402
 from teran_core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from teran_core.config import load_config  # noqa: E402
 from teran_core.data import CaptionCollator, DatasetManifest  # noqa: E402
 from teran_core.data.synth import SynthConfig, generate_dataset  # noqa: E402
-from teran_core.demo import DemoJobConfig, demo_plan  # noqa: E402
 from teran_core.distill import DevAgreement, DistillLossConfig, FrozenTokens, TokenPool, distill_step  # noqa: E402
 from teran_core.distill.loop import HeadPair  # noqa: E402
 from teran_core.model.global_head import GlobalHead, GlobalHeadConfig  # noqa: E402
 from teran_core.train.loop import DevSet  # noqa: E402
 from teran_core.train.pairs import collate_pairs  # noqa: E402
 
+SETTING = {"teacher_temperature": 1.0, "student_scale": 6.0, "hard_negatives": 0, "batch_size": 32, "lr": 1e-3}
+
+
+def _knob(text: str) -> tuple[str, float]:
+    key, _, value = text.partition("=")
+    if key not in SETTING or not value:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE with KEY one of {', '.join(SETTING)}")
+    return key, type(SETTING[key])(float(value))
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--teran", default=None, help="a folder: the trained demo TERAN is loaded from it, or saved there")
-    p.add_argument("--lr", type=float, nargs="+", default=[1e-3])
-    p.add_argument("--temperature", type=float, nargs="+", default=[1.0], help="teacher temperatures to try")
+    p.add_argument("--setting", nargs="+", action="append", metavar="KEY=VALUE", type=_knob,
+                   help=f"one setting to distill with, as knobs of {', '.join(SETTING)}; repeat for more")
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--hard-negatives", type=int, default=0)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--config", default=os.path.join(REPO, "configs", "demo.yaml"))
@@ -74,28 +82,31 @@ def main(argv=None) -> int:
     print(f"test split: {cfg.data.test_images} images, {len(test.caption_image_index)} captions; exhaustive TERAN rsum "
           f"{held_out.teacher_rsum:.1f} (encoded and scored in {time.perf_counter() - started:.0f} s)", flush=True)
     dev_agreement = DevAgreement(teran, dev)
-    for temperature in args.temperature:
-        for lr in args.lr:
-            torch.manual_seed(cfg.data.seed)
-            frozen = FrozenTokens(teran, max_mb=1024)  # each setting pays the first epoch's TERAN pass, as the job does
-            head = GlobalHead(GlobalHeadConfig(layers=args.layers, dropout=args.dropout), teran.config.embed_size)
-            pair, optimizer = HeadPair(head), torch.optim.Adam(head.parameters(), lr=lr)
-            loss_cfg = DistillLossConfig(teacher_temperature=temperature, hard_negatives=args.hard_negatives)
-            pool = TokenPool(loss_cfg.pool_batches)
-            start = time.perf_counter()
-            for epoch in range(1, args.epochs + 1):
-                head.train()
-                order = torch.randperm(table.num_rows).tolist()
-                for step in range(table.num_rows // args.batch_size):
-                    batch = collate_pairs(table.take(order[step * args.batch_size:(step + 1) * args.batch_size]))
-                    images, captions = frozen(batch)
-                    distill_step(pair, teran.config, images, captions, optimizer, lr, 2.0, loss_cfg, pool,
-                                 (batch["image_id"], batch["caption_id"]))
-                seconds = time.perf_counter() - start
-                rsum = held_out.measure(head)["rsum"]
-                print(f"T {temperature:<5g} lr {lr:<8g} epoch {epoch}: test rsum distilled {rsum:6.1f} / exhaustive "
-                      f"{held_out.teacher_rsum:6.1f} = {rsum / held_out.teacher_rsum:.3f}; dev top-10 overlap "
-                      f"{dev_agreement.measure(head)['top10_overlap']:.3f}  ({seconds:.0f} s)", flush=True)
+    for knobs in args.setting or [[]]:
+        setting = {**SETTING, **dict(knobs)}
+        name = " ".join(f"{key}={value:g}" for key, value in setting.items())
+        torch.manual_seed(cfg.data.seed)
+        frozen = FrozenTokens(teran, max_mb=1024)  # each setting pays the first epoch's TERAN pass, as the job does
+        head = GlobalHead(GlobalHeadConfig(layers=args.layers, dropout=args.dropout), teran.config.embed_size)
+        lr, batch_size = setting["lr"], setting["batch_size"]
+        pair, optimizer = HeadPair(head), torch.optim.Adam(head.parameters(), lr=lr)
+        loss_cfg = DistillLossConfig(teacher_temperature=setting["teacher_temperature"],
+                                     student_scale=setting["student_scale"], hard_negatives=setting["hard_negatives"])
+        pool = TokenPool(loss_cfg.pool_batches)
+        start = time.perf_counter()
+        for epoch in range(1, args.epochs + 1):
+            head.train()
+            order = torch.randperm(table.num_rows).tolist()
+            for step in range(table.num_rows // batch_size):
+                batch = collate_pairs(table.take(order[step * batch_size:(step + 1) * batch_size]))
+                images, captions = frozen(batch)
+                distill_step(pair, teran.config, images, captions, optimizer, lr, 2.0, loss_cfg, pool,
+                             (batch["image_id"], batch["caption_id"]))
+            seconds = time.perf_counter() - start
+            rsum = held_out.measure(head)["rsum"]
+            print(f"{name}, epoch {epoch}: test rsum distilled {rsum:6.1f} / exhaustive {held_out.teacher_rsum:6.1f} "
+                  f"= {rsum / held_out.teacher_rsum:.3f}; dev top-10 overlap "
+                  f"{dev_agreement.measure(head)['top10_overlap']:.3f}  ({seconds:.0f} s)", flush=True)
     return 0
 
 

@@ -74,10 +74,11 @@ def plain_loop(model: TERAN, dataset, batch_size: int) -> tuple[float, float]:
 
 def run_pipeline(config: str) -> dict:
     """Runs in a child process: a fresh local Ray, one encode job; its summary, peak memory and CPU seconds."""
+    from jobs.config import EncodeJobConfig
     from jobs.encode import RayRunner
     from jobs.ray_runtime import init_ray
     from teran_core.config import load_config
-    from teran_core.encode import EncodeJobConfig, run_encode
+    from teran_core.encode import run_encode
 
     cfg = load_config(EncodeJobConfig, config)
     sampler = TreeSampler()

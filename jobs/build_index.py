@@ -12,9 +12,9 @@ import json
 import sys
 
 from jobs.common import job_parser, load_job_config, run_main
+from jobs.config import BuildIndexJobConfig
 from jobs.ray_runtime import RayExecutor
 from teran_core.config import ConfigError
-from teran_core.index.config import BuildIndexJobConfig
 from teran_core.index.run import build_index
 from teran_core.storage import resolve
 

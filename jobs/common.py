@@ -91,7 +91,7 @@ def check_steps(prog: str, steps: dict[str, tuple[type, dict]]) -> None:
     before it; a required location left empty counts too. Raises one ConfigError naming each problem's step.
 
     Example:
-        >>> from teran_core.recall.config import EvaluateJobConfig
+        >>> from jobs.config import EvaluateJobConfig
         >>> check_steps("teran pipeline", {"evaluate": (EvaluateJobConfig, {"two_stage": {"mode": "MrSW"}})})
         Traceback (most recent call last):
           ...

@@ -16,8 +16,9 @@ import json
 import sys
 
 from jobs.common import job_parser, load_job_config, run_main
+from jobs.config import CompressJobConfig
 from jobs.ray_runtime import RayExecutor
-from teran_core.compress.run import CompressJobConfig, compress
+from teran_core.compress.run import compress
 from teran_core.config import ConfigError
 from teran_core.storage import resolve
 

@@ -15,12 +15,12 @@ import logging
 import sys
 
 from jobs.common import run_main
+from jobs.config import ConvertJobConfig, load_data_job_config
 from jobs.ray_runtime import RayExecutor
 from jobs.synth import flag_overrides
 from teran_core.config import to_yaml
 from teran_core.data.convert import convert_dataset
 from teran_core.data.errors import DataError
-from teran_core.data.jobconfig import ConvertJobConfig, load_data_job_config
 from teran_core.storage import resolve
 
 PROG = "teran convert"

@@ -15,8 +15,8 @@ import sys
 import time
 
 from jobs.common import job_parser, load_job_config, run_main
+from jobs.demo_plan import MODELS, DemoJobConfig, comparison_markdown, comparison_rows, demo_plan, summary_page
 from jobs.steps import StepFailed, check_plan, run_plan
-from teran_core.demo import MODELS, DemoJobConfig, comparison_markdown, comparison_rows, demo_plan, summary_page
 from teran_core.storage import resolve
 
 PROG = "teran demo"

@@ -16,11 +16,12 @@ import time
 import torch
 
 from jobs.common import job_parser, load_job_config, run_main
+from jobs.config import DistillJobConfig
 from jobs.ray_runtime import init_ray
 from jobs.ray_train import absolute_dataset, export_best, fit, pair_dataset, report_epoch, resume
 from teran_core.config import ConfigError, from_dict
 from teran_core.data import CaptionCollator, DatasetManifest
-from teran_core.distill import DevAgreement, DistillJobConfig, FrozenTokens, TokenPool, distill_step
+from teran_core.distill import DevAgreement, FrozenTokens, TokenPool, distill_step
 from teran_core.distill.loop import HeadPair
 from teran_core.encode.model_spec import ModelSpec
 from teran_core.model.global_head import GlobalHead

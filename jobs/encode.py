@@ -19,10 +19,11 @@ import pyarrow as pa
 import ray
 
 from jobs.common import job_parser, load_job_config, run_main
+from jobs.config import EncodeJobConfig
 from jobs.ray_runtime import init_ray
 from teran_core.config import ConfigError
 from teran_core.data.errors import DataError
-from teran_core.encode import EncodeJobConfig, OutputConflict, Stages, read_shards, run_encode, write_parts
+from teran_core.encode import OutputConflict, Stages, read_shards, run_encode, write_parts
 
 CONFIG = EncodeJobConfig  # what this job's --config holds; the demo and the pipeline check their step configs with it
 

@@ -19,6 +19,7 @@ import ray
 from ray.util import ActorPool
 
 from jobs.common import job_parser, load_job_config, run_main
+from jobs.config import EvaluateJobConfig
 from jobs.ray_runtime import init_ray
 from teran_core.config import ConfigError
 from teran_core.data.tokenizer import load_tokenizer
@@ -29,7 +30,7 @@ from teran_core.html_report.scenes import dataset_metadata
 from teran_core.index.catalog import TeranIndex
 from teran_core.index.groups import FanOutIndex, ShardGroupSearcher, shard_groups
 from teran_core.progress import Progress
-from teran_core.recall import CollectionEvaluator, EvaluateJobConfig, evaluate_collection, evaluate_protocol, load_ground_truth
+from teran_core.recall import CollectionEvaluator, evaluate_collection, evaluate_protocol, load_ground_truth
 from teran_core.recall.report import markdown_report, write_report
 from teran_core.recall.run import report_config
 from teran_core.storage import resolve

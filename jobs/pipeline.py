@@ -6,7 +6,7 @@ Each stage is the real job, run with a config written to ``<root>/configs/<stage
 be rerun alone), and resumes as that job does. After a stage succeeds its measurements go to
 ``<root>/pipeline/<stage>.json``; rerunning the command skips every stage with a marker and reports
 it from there. Remove a stage's marker, and every later one, to run them again. The end prints
-one table and writes ``<root>/pipeline/summary.json``. Stage definitions: ``teran_core.pipeline``;
+one table and writes ``<root>/pipeline/summary.json``. Stage definitions: ``jobs.pipeline_plan``;
 the runner (shared with ``teran demo``): ``jobs/steps.py``; this file measures each stage.
 
 Memory is sampled from /proc over the driver's process tree, which holds every Ray process of a
@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable
 
 from jobs.common import job_parser, load_job_config, run_main
+from jobs.pipeline_plan import PipelineJobConfig, recall_rows, stage_items, stages, summary_table
+from jobs.plan import Step
 from jobs.steps import StepFailed, run_plan
-from teran_core.pipeline import PipelineJobConfig, recall_rows, stage_items, stages, summary_table
-from teran_core.plan import Step
 from teran_core.procmon import TreeSampler
 from teran_core.storage import StorageConfig, resolve
 

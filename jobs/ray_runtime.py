@@ -8,7 +8,7 @@ import os
 import tempfile
 from collections.abc import Callable
 
-from teran_core.config import RayConfig
+from jobs.config import RayConfig
 
 log = logging.getLogger("teran")
 

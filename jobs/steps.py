@@ -20,13 +20,13 @@ import torch
 
 from jobs.cli import SUBCOMMANDS
 from jobs.common import check_steps, step_config_dir, write_step_config
+from jobs.config import RayConfig
+from jobs.plan import Step, config_mismatch
 from jobs.ray_runtime import init_ray
 from teran_core.checkpoint import save_checkpoint
-from teran_core.config import ConfigError, RayConfig, from_dict
+from teran_core.config import ConfigError, from_dict
 from teran_core.model.config import TeranConfig
 from teran_core.model.teran import TERAN
-from teran_core.pipeline import config_mismatch
-from teran_core.plan import Step
 from teran_core.storage import Location, StorageConfig
 
 MODEL = "model"  # the one step that is not a `teran` subcommand: an untrained TERAN, saved by the runner

@@ -15,10 +15,10 @@ import logging
 import sys
 
 from jobs.common import run_main
+from jobs.config import SynthJobConfig, load_data_job_config
 from jobs.ray_runtime import RayExecutor
 from teran_core.config import to_yaml
 from teran_core.data.errors import DataError
-from teran_core.data.jobconfig import SynthJobConfig, load_data_job_config
 from teran_core.data.synth import generate_dataset
 from teran_core.storage import resolve
 

@@ -13,6 +13,7 @@ import logging
 import torch
 
 from jobs.common import job_parser, load_job_config, run_main
+from jobs.config import TrainJobConfig
 from jobs.ray_runtime import init_ray
 from jobs.ray_train import absolute_dataset, export_best, fit, pair_dataset, report_epoch, resume
 from teran_core.checkpoint import load_checkpoint
@@ -21,7 +22,7 @@ from teran_core.data import CaptionCollator, DatasetManifest
 from teran_core.losses import TeranLoss
 from teran_core.model.teran import TERAN
 from teran_core.storage import resolve
-from teran_core.train import PairEncoder, TrainJobConfig, validate
+from teran_core.train import PairEncoder, validate
 from teran_core.train.loop import DevSet, HiddenCache, train_epoch
 from teran_core.train.state import TrainState
 

@@ -20,7 +20,7 @@ import yaml
 
 T = TypeVar("T")
 
-__all__ = ["ConfigError", "RayConfig", "knob", "from_dict", "load_config", "parse_overrides", "to_dict", "to_yaml"]
+__all__ = ["ConfigError", "knob", "from_dict", "load_config", "parse_overrides", "to_dict", "to_yaml"]
 
 
 class ConfigError(ValueError):
@@ -291,12 +291,3 @@ def to_dict(cfg: Any) -> dict:
 def to_yaml(cfg: Any) -> str:
     """The config as YAML text that :func:`load_config` reads back to an equal object."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
-
-
-@dataclasses.dataclass
-class RayConfig:
-    """Where the Ray jobs run. Read by ``jobs/``; the library itself never imports Ray."""
-
-    address: str | None = None  # "auto" or "ray://host:10001"; None: RAY_ADDRESS if set, else a local instance on 127.0.0.1
-    num_cpus: int | None = knob(None, ge=1)  # local instance only; None = every core
-    object_store_memory_mb: int | None = knob(None, ge=64)  # local instance only; None = Ray's default (30% of RAM)

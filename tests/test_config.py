@@ -5,7 +5,8 @@ from typing import Literal
 
 import pytest
 
-from teran_core.config import ConfigError, RayConfig, knob, load_config, parse_overrides, to_yaml
+from jobs.config import RayConfig
+from teran_core.config import ConfigError, knob, load_config, parse_overrides, to_yaml
 from teran_core.storage import StorageConfig
 
 

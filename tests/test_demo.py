@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
+from jobs.demo_plan import MODELS, DemoJobConfig, comparison_rows, demo_plan
+from jobs.pipeline_plan import PipelineJobConfig, stages
 from jobs.steps import check_plan
 from teran_core.checkpoint import load_checkpoint
 from teran_core.config import load_config
-from teran_core.demo import MODELS, DemoJobConfig, comparison_rows, demo_plan
-from teran_core.pipeline import PipelineJobConfig, stages
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SMALL = [

@@ -63,7 +63,7 @@ LOCAL_JOB_RAY = """
 import sys
 import jobs.encode  # imports ray first, as every job module does: the loopback setting must already hold
 from jobs.ray_runtime import init_ray
-from teran_core.config import RayConfig
+from jobs.config import RayConfig
 ray = init_ray(RayConfig(num_cpus=1, object_store_memory_mb=128))
 assert ray.get(ray.remote(lambda: 1).remote()) == 1
 print("ready", flush=True)

@@ -69,3 +69,12 @@ def test_the_layer_check_sees_an_upward_import_inside_a_function(tmp_path):
     path = tmp_path / "catalog.py"
     path.write_text("def retriever():\n    from teran_core.retrieval import TwoStageRetriever\n")
     assert _layer("teran_core.index.catalog") < _layer(next(iter(_imports(path))))
+
+
+def test_job_configs_and_plans_live_in_jobs():
+    """The library holds algorithm sections; what a job reads (its config, Ray's section, a plan of jobs) is jobs/'s."""
+    root = pathlib.Path(__file__).resolve().parent.parent / "teran_core"
+    job_shaped = [f"{path.relative_to(root)}: class {node.name}" for path in sorted(root.rglob("*.py"))
+                  for node in ast.walk(ast.parse(path.read_text()))
+                  if isinstance(node, ast.ClassDef) and (node.name.endswith("JobConfig") or node.name in ("RayConfig", "Step"))]
+    assert job_shaped == []

@@ -9,17 +9,20 @@ from typing import Literal
 
 import pytest
 
-from teran_core.compress.run import CompressJobConfig
+from jobs.config import (
+    BuildIndexJobConfig,
+    CompressJobConfig,
+    ConvertJobConfig,
+    DistillJobConfig,
+    EncodeJobConfig,
+    EvaluateJobConfig,
+    SynthJobConfig,
+    TrainJobConfig,
+)
+from jobs.demo_plan import DemoJobConfig
+from jobs.pipeline_plan import PipelineJobConfig
 from teran_core.config import ConfigError, load_config
-from teran_core.data.jobconfig import ConvertJobConfig, SynthJobConfig
-from teran_core.demo import DemoJobConfig
-from teran_core.distill import DistillJobConfig
-from teran_core.encode import EncodeJobConfig
-from teran_core.index.config import BuildIndexJobConfig
-from teran_core.pipeline import PipelineJobConfig
-from teran_core.recall.config import EvaluateJobConfig
 from teran_core.retrieval import SearchConfig
-from teran_core.train import TrainJobConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CLASSES = {

@@ -4,10 +4,11 @@ import json
 
 import pytest
 
+from jobs.config import RayConfig
+from jobs.plan import Step
 from jobs.steps import check_plan, run_plan
 from teran_core.checkpoint import load_checkpoint
-from teran_core.config import ConfigError, RayConfig
-from teran_core.plan import Step
+from teran_core.config import ConfigError
 from teran_core.storage import StorageConfig, resolve
 
 TINY = {"feat_dim": 8, "embed_size": 8, "heads": 2, "feedforward": 16, "visual_layers": 1, "joint_layers": 1, "bert_layers": 1}

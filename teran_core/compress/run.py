@@ -26,13 +26,13 @@ import numpy as np
 from teran_core.compress.centroids import centroid_count, train_centroids
 from teran_core.compress.codec import fit_codec
 from teran_core.compress.store import CODEC_DIR, COMPRESSED_FORMAT_VERSION, compress_table, compressed_schema, read_codec, write_codec
-from teran_core.config import RayConfig, knob
+from teran_core.config import knob
 from teran_core.data.writer import write_parquet
 from teran_core.embedding_set import KINDS, EmbeddingSet, ShardInfo
 from teran_core.executor import Executor, LocalExecutor
-from teran_core.storage import Location, StorageConfig
+from teran_core.storage import Location
 
-__all__ = ["CompressSection", "CompressPaths", "CompressJobConfig", "sample_both_sides", "train_codec", "compress_shard",
+__all__ = ["CompressSection", "CompressPaths", "sample_both_sides", "train_codec", "compress_shard",
            "write_side_manifest", "compress"]
 
 
@@ -54,24 +54,6 @@ class CompressSection:
 class CompressPaths:
     embeddings: str = ""  # the fp16 embedding set (holding images/ and captions/): a local path or s3://bucket/prefix
     output: str = ""  # where the compressed set goes (a different folder)
-
-
-@dataclasses.dataclass
-class CompressJobConfig:
-    """``teran compress``: an fp16 embedding set -> centroids plus a residual-compressed embedding set."""
-
-    paths: CompressPaths = dataclasses.field(default_factory=CompressPaths)
-    compress: CompressSection = dataclasses.field(default_factory=CompressSection)
-    storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)
-    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
-
-    def missing(self) -> list[str]:
-        from teran_core.index.config import missing_paths
-
-        problems = missing_paths(self.paths, ("embeddings", "output"))
-        if not problems and self.paths.embeddings.rstrip("/") == self.paths.output.rstrip("/"):
-            problems.append("paths.output: must differ from paths.embeddings (the fp16 set is read while the compressed one is written)")
-        return problems
 
 
 def sample_both_sides(sides: dict[str, EmbeddingSet], n_points: int, seed: int) -> np.ndarray:

@@ -12,7 +12,7 @@ from teran_core.storage import Location, StorageConfig, resolve
 __all__ = ["MANIFEST_NAME", "ShardInfo", "SplitInfo", "DatasetManifest", "as_location"]
 
 MANIFEST_NAME = "dataset.json"
-CREATE_HINT = "teran convert coco|f30k|precomp --root DIR --out {uri}' or 'teran synth --out {uri}"
+CREATE_HINT = "the synth or convert job with output.uri={uri} (docs/formats.md)"
 
 
 def as_location(location: Location | str, storage: StorageConfig | None = None) -> Location:
@@ -106,7 +106,7 @@ class DatasetManifest:
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"{path.uri} does not exist: {root.uri} is not a teran dataset, or the job writing it did not finish "
-                f"(dataset.json is written last); create one with '{CREATE_HINT.format(uri=root.uri)}'"
+                f"(dataset.json is written last); create one with {CREATE_HINT.format(uri=root.uri)}"
             ) from None
         try:
             return cls._from_json(json.loads(text), root)

@@ -4,9 +4,8 @@
 """
 
 from teran_core.distill.agreement import agreement, spearman, topk_overlap
-from teran_core.distill.config import DistillJobConfig
 from teran_core.distill.loop import DevAgreement, FrozenTokens, TokenPool, distill_step
 from teran_core.distill.loss import DistillLossConfig, hardest_items, listnet_loss, teacher_scores
 
-__all__ = ["DevAgreement", "DistillJobConfig", "DistillLossConfig", "FrozenTokens", "TokenPool", "agreement",
+__all__ = ["DevAgreement", "DistillLossConfig", "FrozenTokens", "TokenPool", "agreement",
            "distill_step", "hardest_items", "listnet_loss", "spearman", "teacher_scores", "topk_overlap"]

@@ -3,7 +3,6 @@
 ``jobs/encode.py`` wires these into Ray Data; everything here runs without Ray.
 """
 
-from teran_core.encode.config import EncodeJobConfig
 from teran_core.encode.encoders import TeranEncoder
 from teran_core.encode.finalize import ExactlyOnceError
 from teran_core.encode.identity import OutputConflict
@@ -14,6 +13,6 @@ from teran_core.encode.run import run_encode
 from teran_core.encode.stages import Stages
 
 __all__ = [
-    "EncodeJobConfig", "ExactlyOnceError", "ModelSpec", "OutputConflict", "Stages", "TeranEncoder",
+    "ExactlyOnceError", "ModelSpec", "OutputConflict", "Stages", "TeranEncoder",
     "read_shards", "run_encode", "write_parts",
 ]

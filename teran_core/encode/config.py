@@ -7,12 +7,12 @@ overrides single keys.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, Protocol
 
-from teran_core.config import RayConfig, knob
+from teran_core.config import knob
 from teran_core.storage import StorageConfig
 
-__all__ = ["InputSection", "ModelSection", "OutputSection", "EncodeSection", "EncodeJobConfig"]
+__all__ = ["InputSection", "ModelSection", "OutputSection", "EncodeSection", "EncodeSections", "missing_locations"]
 
 KINDS = ("images", "captions")
 
@@ -89,27 +89,26 @@ class EncodeSection:
         return "float16" if self.resolved_device() == "cuda" else "float32"
 
 
-@dataclasses.dataclass
-class EncodeJobConfig:
-    """``teran encode``: dataset shards -> embedding shards, exactly once, resumable."""
+class EncodeSections(Protocol):
+    """What the encode driver reads of a job's config (``jobs.config.EncodeJobConfig`` is one)."""
 
-    input: InputSection = dataclasses.field(default_factory=InputSection)
-    model: ModelSection = dataclasses.field(default_factory=ModelSection)
-    output: OutputSection = dataclasses.field(default_factory=OutputSection)
-    encode: EncodeSection = dataclasses.field(default_factory=EncodeSection)
-    storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)  # one store for input, model and output
-    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
+    input: InputSection
+    model: ModelSection
+    output: OutputSection
+    encode: EncodeSection
+    storage: StorageConfig
 
-    def missing(self) -> list[str]:
-        """The locations a run needs that are still empty (shipped configs leave them to the command line).
 
-        Example:
-            >>> EncodeJobConfig().missing()[0]
-            'input.dataset: missing; set it, e.g. input.dataset=s3://bucket/datasets/coco (the folder holding dataset.json)'
-        """
-        needed = {
-            "input.dataset": (self.input.dataset, "s3://bucket/datasets/coco (the folder holding dataset.json)"),
-            "model.checkpoint": (self.model.checkpoint, "s3://bucket/runs/teran (a teran checkpoint folder or a reference .pth.tar)"),
-            "output.uri": (self.output.uri, "s3://bucket/emb/coco (where the embedding set goes)"),
-        }
-        return [f"{key}: missing; set it, e.g. {key}={example}" for key, (value, example) in needed.items() if not value]
+def missing_locations(input: InputSection, model: ModelSection, output: OutputSection) -> list[str]:
+    """The locations an encode run needs that are still empty (shipped configs leave them to the command line).
+
+    Example:
+        >>> missing_locations(InputSection(), ModelSection(), OutputSection())[0]
+        'input.dataset: missing; set it, e.g. input.dataset=s3://bucket/datasets/coco (the folder holding dataset.json)'
+    """
+    needed = {
+        "input.dataset": (input.dataset, "s3://bucket/datasets/coco (the folder holding dataset.json)"),
+        "model.checkpoint": (model.checkpoint, "s3://bucket/runs/teran (a teran checkpoint folder or a reference .pth.tar)"),
+        "output.uri": (output.uri, "s3://bucket/emb/coco (where the embedding set goes)"),
+    }
+    return [f"{key}: missing; set it, e.g. {key}={example}" for key, (value, example) in needed.items() if not value]

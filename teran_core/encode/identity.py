@@ -12,7 +12,7 @@ import hashlib
 import json
 import posixpath
 
-from teran_core.encode.config import EncodeJobConfig
+from teran_core.encode.config import EncodeSections
 from teran_core.encode.layout import SideLayout
 from teran_core.storage import Location, resolve
 
@@ -47,7 +47,7 @@ def checkpoint_identity(checkpoint: Location, fmt: str) -> dict:
     return {"checkpoint": checkpoint.uri, "format": fmt, "files": files}
 
 
-def job_identity(cfg: EncodeJobConfig, model: dict) -> dict:
+def job_identity(cfg: EncodeSections, model: dict) -> dict:
     """Everything the embeddings depend on; batch sizes and pool sizes are left out on purpose."""
     return {
         "dataset": resolve(cfg.input.dataset, cfg.storage).uri,

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from teran_core.config import ConfigError
 from teran_core.data.check import check_dataset
-from teran_core.encode.config import EncodeJobConfig
+from teran_core.encode.config import EncodeSections, missing_locations
 from teran_core.encode.finalize import ExactlyOnceError, finalize_shard, write_manifest
 from teran_core.encode.identity import checkpoint_identity, claim_side, job_id, job_identity
 from teran_core.encode.layout import SideLayout
@@ -37,11 +37,11 @@ Pipeline = Callable[[Stages], Iterable[pa.Table]]  # stages -> the write stage's
 Submit = Callable[..., Future]  # submit(fn, *args) -> a future of fn(*args)
 
 
-def run_encode(cfg: EncodeJobConfig, pipeline: Pipeline, submit: Submit) -> dict:
+def run_encode(cfg: EncodeSections, pipeline: Pipeline, submit: Submit) -> dict:
     """Encodes every selected side of the dataset, resuming from this job's markers.
 
     Args:
-        cfg: the job config.
+        cfg: the encode job's config (``jobs.config.EncodeJobConfig``), or any object with its sections.
         pipeline: runs the stages and yields the write stage's result blocks as they come.
         submit: runs a finalisation somewhere and returns its future.
 
@@ -62,8 +62,8 @@ def run_encode(cfg: EncodeJobConfig, pipeline: Pipeline, submit: Submit) -> dict
         >>> summary["complete"], summary["sides"]["images"]["finished"]  # doctest: +SKIP
         (True, 3)
     """
-    if missing := cfg.missing():
-        raise ConfigError("EncodeJobConfig", missing)
+    if missing := missing_locations(cfg.input, cfg.model, cfg.output):
+        raise ConfigError("encode", missing)
     started = time.monotonic()
     check = check_dataset(resolve(cfg.input.dataset, cfg.storage))
     spec = ModelSpec.from_section(cfg.model, cfg.storage)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from teran_core.config import RayConfig, knob
+from teran_core.config import knob
 from teran_core.index.factory import IndexChoice, choose_index
 from teran_core.index.layout import PartSpec
-from teran_core.storage import StorageConfig
 
-__all__ = ["IndexSection", "BuildPaths", "BuildIndexJobConfig", "missing_paths"]
+__all__ = ["IndexSection", "BuildPaths", "missing_paths"]
 
 
 def missing_paths(paths, keys: tuple[str, ...]) -> list[str]:
@@ -74,17 +73,3 @@ class IndexSection:
         choice = choose_index(n_vectors, dim, int(self.memory_budget_gb * 2**30), factory=self.factory,
                               flat_max=self.flat_max, hnsw_max=self.hnsw_max)
         return dataclasses.replace(choice, nprobe=self.nprobe) if self.nprobe and choice.is_ivf else choice
-
-
-@dataclasses.dataclass
-class BuildIndexJobConfig:
-    """``teran build-index``: an embedding set -> a sharded FAISS index with id maps."""
-
-    paths: BuildPaths = dataclasses.field(default_factory=BuildPaths)
-    index: IndexSection = dataclasses.field(default_factory=IndexSection)
-    storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)  # one store for embeddings and index
-    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
-
-    def missing(self) -> list[str]:
-        """The locations a run needs that are still empty."""
-        return missing_paths(self.paths, ("embeddings", "index"))

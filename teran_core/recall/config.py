@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from teran_core.config import RayConfig, knob
-from teran_core.index.config import missing_paths
+from teran_core.config import knob
 from teran_core.recall.evaluation import PROTOCOLS
-from teran_core.retrieval import TwoStageConfig
-from teran_core.storage import StorageConfig
 
-__all__ = ["EVALUATORS", "EvalPaths", "EvalSection", "ReportSection", "EvaluateJobConfig"]
+__all__ = ["EVALUATORS", "EvalPaths", "EvalSection", "ReportSection"]
 
 EVALUATORS = ("exhaustive", "global", "two-stage")
 
@@ -70,19 +67,3 @@ class ReportSection:
     examples: bool = True  # a seeded gallery of a dozen queries per direction and two word-region alignment views (scores 64 queries per direction against the split)
     images_root: str = ""  # converted data: folder or s3:// prefix of the original pictures, drawn under the boxes; "" draws the boxes (and a synthetic scene's labels) on a blank canvas
     image_file: str = "{image_id}.jpg"  # a picture's path under images_root, a format string of image_id, e.g. "val2014/COCO_val2014_{image_id:0>12}.jpg"
-
-
-@dataclasses.dataclass
-class EvaluateJobConfig:
-    """``teran evaluate``: recall of exhaustive, global-only and two-stage retrieval against ground truth."""
-
-    paths: EvalPaths = dataclasses.field(default_factory=EvalPaths)
-    eval: EvalSection = dataclasses.field(default_factory=EvalSection)
-    two_stage: TwoStageConfig = dataclasses.field(default_factory=TwoStageConfig)
-    report: ReportSection = dataclasses.field(default_factory=ReportSection)
-    storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)
-    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
-
-    def missing(self) -> list[str]:
-        """The locations a run needs that are still empty."""
-        return missing_paths(self.paths, ("dataset", "index", "output"))

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from teran_core.config import RayConfig, knob
-from teran_core.model.config import TeranConfig
-from teran_core.storage import StorageConfig
+from teran_core.config import knob
 
-__all__ = ["TrainDataConfig", "OptimConfig", "RunSection", "ScalingSection", "TrainJobConfig"]
+__all__ = ["TrainDataConfig", "OptimConfig", "RunSection", "ScalingSection"]
 
 
 @dataclasses.dataclass
@@ -50,26 +48,3 @@ class ScalingSection:
     num_workers: int = knob(1, ge=1)  # data-parallel training workers (DDP when > 1)
     use_gpu: bool = False  # one GPU per worker
     cpus_per_worker: float = knob(1.0, gt=0)  # leave CPUs for the Ray Data read tasks that feed the workers
-
-
-@dataclasses.dataclass
-class TrainJobConfig:
-    model: TeranConfig = dataclasses.field(default_factory=TeranConfig)
-    init_checkpoint: str | None = None  # start from this teran checkpoint instead of a fresh model
-    data: TrainDataConfig = dataclasses.field(default_factory=TrainDataConfig)
-    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    run: RunSection = dataclasses.field(default_factory=RunSection)
-    scaling: ScalingSection = dataclasses.field(default_factory=ScalingSection)
-    storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)
-    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
-
-    def check(self) -> list[str]:
-        if self.optim.cache_backbone_mb and self.model.fine_tune:
-            return ["optim.cache_backbone_mb: a fine-tuned backbone changes every step, so its hidden states "
-                    "cannot be cached; set model.fine_tune: false or optim.cache_backbone_mb: 0"]
-        return []
-
-    def export_uri(self) -> str:
-        from teran_core.storage import resolve
-
-        return self.run.export or resolve(self.run.storage_path, self.storage).join(self.run.name, "best").uri

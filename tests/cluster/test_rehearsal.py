@@ -26,12 +26,12 @@ from pathlib import Path
 import pytest
 from process_helpers import fresh_machine
 
+from jobs.config import BuildIndexJobConfig
 from teran_core import TERAN, TeranConfig, save_checkpoint
 from teran_core.config import load_config
 from teran_core.data import DatasetManifest, read_shard
 from teran_core.embedding_set import EmbeddingSet
 from teran_core.index.catalog import TeranIndex
-from teran_core.index.config import BuildIndexJobConfig
 from teran_core.recall.config import EVALUATORS
 from teran_core.recall.evaluation import METRIC_KEYS
 from teran_core.storage import Location

@@ -11,7 +11,8 @@ import pytest
 import yaml
 from process_helpers import credential_leaks, kill_once_marked, shard_state
 
-from teran_core.compress.run import CompressJobConfig, CompressPaths
+from jobs.config import CompressJobConfig
+from teran_core.compress.run import CompressPaths
 from teran_core.embedding_set import EmbeddingSet
 from teran_core.index.synthetic import GroundedSpec, write_grounded_embeddings
 

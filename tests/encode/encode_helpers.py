@@ -10,13 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from jobs.config import EncodeJobConfig
 from teran_core import TeranConfig
 from teran_core.config import from_dict
 from teran_core.data import DatasetManifest, collate_images, read_shard
 from teran_core.data.synth import SynthConfig, generate_dataset
 from teran_core.data.writer import write_parquet
 from teran_core.embedding_set import from_table
-from teran_core.encode import EncodeJobConfig
 from teran_core.storage import Location
 
 TINY = TeranConfig(feat_dim=8, embed_size=8, heads=2, feedforward=16, visual_layers=1, joint_layers=1, bert_layers=1)

@@ -5,8 +5,9 @@ import json
 import pytest
 from encode_helpers import job_config, make_dataset
 
+from jobs.config import EncodeJobConfig
 from teran_core.config import ConfigError, load_config
-from teran_core.encode import EncodeJobConfig, OutputConflict
+from teran_core.encode import OutputConflict
 from teran_core.encode.identity import claim_side, job_id, job_identity
 from teran_core.encode.layout import SideLayout
 from teran_core.encode.plan import plan_side

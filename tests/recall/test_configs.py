@@ -2,9 +2,9 @@
 
 import pytest
 
+from jobs.config import BuildIndexJobConfig, EvaluateJobConfig
 from teran_core.config import ConfigError, from_dict, load_config
-from teran_core.index.config import BuildIndexJobConfig, IndexSection
-from teran_core.recall.config import EvaluateJobConfig
+from teran_core.index.config import IndexSection
 from teran_core.retrieval import SearchConfig
 
 

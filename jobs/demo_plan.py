@@ -12,11 +12,12 @@ import dataclasses
 import json
 from typing import NamedTuple
 
-from teran_core.config import RayConfig, knob
+from jobs.config import RayConfig
+from jobs.plan import Step
+from teran_core.config import knob
 from teran_core.html_report.identity import describe_model
 from teran_core.html_report.render import demo_page
 from teran_core.model.config import TeranConfig
-from teran_core.plan import Step
 from teran_core.recall.report import evaluator_name
 from teran_core.storage import Location, StorageConfig
 

@@ -13,19 +13,20 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from teran_core.config import RayConfig, knob
+from jobs.config import RayConfig
+from jobs.demo_plan import METRICS
+from jobs.plan import Step
+from teran_core.config import knob
 from teran_core.data.synth import SynthConfig
-from teran_core.demo import METRICS
 from teran_core.embedding_set import EmbeddingSet
 from teran_core.encode.config import EncodeSection
 from teran_core.index.config import IndexSection
 from teran_core.model.config import TeranConfig
-from teran_core.plan import Step
 from teran_core.recall.config import EvalSection
 from teran_core.retrieval import TwoStageConfig
 from teran_core.storage import Location, StorageConfig
 
-__all__ = ["PipelineJobConfig", "stages", "stage_items", "recall_rows", "summary_table", "config_mismatch"]
+__all__ = ["PipelineJobConfig", "stages", "stage_items", "recall_rows", "summary_table"]
 
 
 @dataclasses.dataclass
@@ -123,24 +124,6 @@ def recall_rows(results: dict) -> list[dict]:
     """One row per evaluator of an evaluate results.json: recalls in percent, the share of pairs scored."""
     return [{"evaluator": name, **{k: r["metrics"][k] for k in METRICS}, "pairs_fraction": r["pairs_fraction"]}
             for name, r in results["evaluators"].items()]
-
-
-def config_mismatch(recorded: dict, current: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between a marker's recorded config and this run's.
-
-    Example:
-        >>> config_mismatch({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}})
-        ['a.c']
-    """
-    keys = sorted(set(recorded) | set(current))
-    diffs = []
-    for key in keys:
-        old, new = recorded.get(key), current.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            diffs += config_mismatch(old, new, f"{prefix}{key}.")
-        elif json.dumps(old) != json.dumps(new):
-            diffs.append(f"{prefix}{key}")
-    return diffs
 
 
 def _mib(n: int | None) -> str:

@@ -1,6 +1,6 @@
 """A plan of jobs: what ``teran demo`` and ``teran pipeline`` run, one :class:`Step` per job run.
 
-The plans themselves are ``teran_core.demo.demo_plan`` and ``teran_core.pipeline.stages``; the one
+The plans themselves are ``jobs.demo_plan.demo_plan`` and ``jobs.pipeline_plan.stages``; the one
 runner that checks every step's config first, writes the step configs, runs the jobs and keeps the
 markers is ``jobs/steps.py``.
 """
@@ -8,8 +8,9 @@ markers is ``jobs/steps.py``.
 from __future__ import annotations
 
 import dataclasses
+import json
 
-__all__ = ["Step"]
+__all__ = ["Step", "config_mismatch"]
 
 
 @dataclasses.dataclass
@@ -25,3 +26,21 @@ class Step:
     config: dict  # the job's config as plain data (written to <root>/configs/<step>.yaml)
     inputs: list[str] = dataclasses.field(default_factory=list)  # folders read: their size is the step's "bytes read"
     output: str = ""  # the folder written: its size is the step's "bytes written"
+
+
+def config_mismatch(recorded: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between a marker's recorded config and this run's.
+
+    Example:
+        >>> config_mismatch({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}})
+        ['a.c']
+    """
+    keys = sorted(set(recorded) | set(current))
+    diffs = []
+    for key in keys:
+        old, new = recorded.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            diffs += config_mismatch(old, new, f"{prefix}{key}.")
+        elif json.dumps(old) != json.dumps(new):
+            diffs.append(f"{prefix}{key}")
+    return diffs
