@@ -1,4 +1,4 @@
-"""The end-to-end demo: what it runs, as the configs of the real jobs, and the comparison report.
+"""The end-to-end demo's plan: what it runs, as the configs of the real jobs (its report: ``jobs/demo_report.py``).
 
 The demo trains a small TERAN and a global-only model with the same budget on a grounded synthetic
 dataset, distills a global head over the trained TERAN (docs/distill.md), then runs each (and the
@@ -9,19 +9,15 @@ so each can be rerun or inspected alone.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import NamedTuple
 
 from jobs.config import RayConfig
 from jobs.plan import Step
 from teran_core.config import knob
-from teran_core.html_report.identity import describe_model
-from teran_core.html_report.render import demo_page
 from teran_core.model.config import TeranConfig
-from teran_core.recall.report import evaluator_name
-from teran_core.storage import Location, StorageConfig
+from teran_core.storage import StorageConfig
 
-__all__ = ["DemoModel", "DemoJobConfig", "MODELS", "demo_plan", "comparison_rows", "comparison_markdown", "summary_page"]
+__all__ = ["DemoModel", "DemoJobConfig", "MODELS", "demo_plan"]
 
 
 class DemoModel(NamedTuple):
@@ -68,14 +64,19 @@ class DemoTraining:
     global_only_lr: float = knob(3e-4, gt=0)  # the global-only model's: its best of 3e-3, 1e-3, 3e-4 after one epoch (dev rsum 8.4, 26.8, 35.6)
     cache_backbone_mb: int = knob(1024, ge=0)  # the frozen backbone's hidden states are computed once
     dev_images: int = knob(500, ge=1)
+    torch_threads: int = knob(2, ge=0)  # train and distill: the materialised pairs leave the second core idle; 0: Ray's one per worker
 
 
 @dataclasses.dataclass
 class DemoDistill:
-    epochs: int = knob(1, ge=1)
-    lr: float = knob(1e-3, gt=0)  # the head alone, from scratch, for one epoch: far above ALADIN's 1e-5 (benchmarks/distill_budget.py)
+    """The distill step's knobs; defaults are the best measured by benchmarks/distill_budget.py (docs/distill.md)."""
+
+    epochs: int = knob(2, ge=1)  # later epochs cost the head alone: TERAN's tokens are computed once
+    lr: float = knob(2e-3, gt=0)  # the head alone, from scratch: far above ALADIN's 1e-5
     layers: int = knob(2, ge=1)  # head layers (ALADIN: 2)
-    teacher_temperature: float = knob(1.0, gt=0)
+    teacher_temperature: float = knob(0.05, gt=0)  # ALADIN's 1 leaves this small TERAN's softmax nearly flat
+    student_scale: float = knob(30.0, gt=0)  # ALADIN's 6 cannot express a teacher that sharp
+    batch_size: int = knob(128, ge=2)  # longer in-batch lists than ALADIN's 32, at about the same cost per epoch
 
 
 @dataclasses.dataclass
@@ -138,6 +139,7 @@ def demo_plan(cfg: DemoJobConfig) -> dict[str, Step]:
                           "cache_backbone_mb": t.cache_backbone_mb},
                 "run": {"name": f"demo-{name}", "storage_path": _join(root, "runs"), "export": _join(root, "models", name),
                         "log_every_s": 20.0},
+                "scaling": {"torch_threads": t.torch_threads},
                 **common,
             })
         if model.distilled_from:
@@ -145,12 +147,13 @@ def demo_plan(cfg: DemoJobConfig) -> dict[str, Step]:
             steps[f"distill-{model.distilled_from}"] = Step("distill", {
                 "teacher": {"checkpoint": _join(root, "models", model.distilled_from)},
                 "head": {"layers": dist.layers},
-                "loss": {"teacher_temperature": dist.teacher_temperature},
+                "loss": {"teacher_temperature": dist.teacher_temperature, "student_scale": dist.student_scale},
                 "distill": {"cache_tokens_mb": t.cache_backbone_mb},
                 "data": {"dataset": _join(root, "dataset"), "dev_images": t.dev_images, "materialize": True},
-                "optim": {"lr": dist.lr, "epochs": dist.epochs, "batch_size": t.batch_size, "lr_step_epochs": max(dist.epochs, 1)},
+                "optim": {"lr": dist.lr, "epochs": dist.epochs, "batch_size": dist.batch_size, "lr_step_epochs": max(dist.epochs, 1)},
                 "run": {"name": f"demo-{name}", "storage_path": _join(root, "runs"), "export": _join(root, "models", name),
                         "log_every_s": 20.0},
+                "scaling": {"torch_threads": t.torch_threads},
                 **common,
             })
         if model.loss_weights is None and not model.distilled_from:  # no job makes it: an untrained TERAN, seeded
@@ -187,55 +190,3 @@ def demo_plan(cfg: DemoJobConfig) -> dict[str, Step]:
             **common,
         })
     return steps
-
-
-METRICS = ("t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10", "rsum")
-
-
-def comparison_rows(results: dict[str, dict]) -> list[tuple[str, str, dict]]:
-    """(model, evaluator, metrics) rows from each model's evaluate results.json, in report order.
-
-    Example:
-        >>> m = {k: 1.0 for k in METRICS}
-        >>> rows = comparison_rows({name: {"global_kind": "distilled" if name == "distilled" else "slot0",
-        ...                                "evaluators": {e: {"metrics": m} for e in MODELS[name].evaluators}} for name in MODELS})
-        >>> [(model, evaluator) for model, evaluator, _ in rows if model == "distilled"]
-        [('distilled', 'distilled global'), ('distilled', 'two-stage, distilled candidates')]
-    """
-    rows = []
-    for name, model in MODELS.items():
-        kind = results[name].get("global_kind")
-        for evaluator, result in results[name]["evaluators"].items():
-            label = evaluator_name(evaluator, kind)
-            if evaluator == "two-stage" and model.candidates == "global":
-                label += f", {'distilled' if kind == 'distilled' else 'global'} candidates"
-            rows.append((name, label, {k: result["metrics"][k] for k in METRICS}))
-    return rows
-
-
-def comparison_markdown(rows: list[tuple[str, str, dict]], notes: list[str]) -> str:
-    """The demo's headline table (recalls in percent) with its notes."""
-    header = "| model | evaluator | t2i R@1 | t2i R@5 | t2i R@10 | i2t R@1 | i2t R@5 | i2t R@10 | rsum |"
-    lines = [header, "|" + " --- |" * 9]
-    lines += [f"| {m} | {e} | " + " | ".join(f"{v[k]:.1f}" for k in METRICS) + " |" for m, e, v in rows]
-    return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
-
-
-def summary_page(root: Location, cfg: DemoJobConfig, results: dict[str, dict], notes: list[str]) -> str:
-    """The demo's ``report.html``: the comparison, the trained TERAN's alignments and gallery (its evaluation's
-    ``examples.json``), its recall-vs-K' plots, both training curves, and links to each evaluation's page."""
-    figures = {}
-    for caption, path in (("TERAN two-stage: recall against K'", ("eval", "teran", "recall_vs_kprime.png")),
-                          ("TERAN two-stage: R@10 against the pairs scored", ("eval", "teran", "recall_vs_pairs.png")),
-                          *((f"training curves: {name}", ("models", name, "curves.png")) for name, m in MODELS.items() if m.loss_weights)):
-        if root.join(*path).exists():
-            figures[caption] = root.join(*path).read_bytes()
-    examples_file = root.join("eval", "teran", "examples.json")
-    examples = json.loads(examples_file.read_text()) if examples_file.exists() else None
-    teran = results["teran"]
-    header = [*((f"model {name}", describe_model(results[name].get("model"))) for name in MODELS),
-              ("dataset", teran.get("run", {}).get("dataset", "-")), ("split", "test"),
-              ("query sample", f"{teran['queries']['captions']} captions (t2i), {teran['queries']['images']} images (i2t): seeded sample"),
-              ("seed", str(cfg.data.seed)), ("output", root.uri)]
-    links = {name: f"eval/{name}/report.html" for name in MODELS}
-    return demo_page(comparison_rows(results), notes, list(METRICS), examples, figures, links, header)

@@ -14,7 +14,7 @@ import dataclasses
 import json
 
 from jobs.config import RayConfig
-from jobs.demo_plan import METRICS
+from jobs.demo_report import METRICS
 from jobs.plan import Step
 from teran_core.config import knob
 from teran_core.data.synth import SynthConfig

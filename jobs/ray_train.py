@@ -11,6 +11,8 @@ import dataclasses
 import logging
 import tempfile
 
+import torch
+
 from teran_core.config import to_dict
 from teran_core.data import CaptionCollator, DatasetManifest
 from teran_core.model.teran import TERAN
@@ -83,6 +85,14 @@ def pair_dataset(ray, cfg, collator: CaptionCollator):
     return pairs.materialize() if cfg.data.materialize else pairs
 
 
+def _with_threads(loop_per_worker, threads: int):
+    """``loop_per_worker`` with torch's intra-op threads set first (Ray sets OMP_NUM_THREADS to the worker's CPUs)."""
+    def run(loop_config: dict) -> None:
+        torch.set_num_threads(threads)
+        loop_per_worker(loop_config)
+    return run
+
+
 def fit(loop_per_worker, cfg, pairs):
     """Runs ``loop_per_worker`` on a TorchTrainer per ``cfg.run`` and ``cfg.scaling`` (a rerun of the same
     run name resumes); checkpoints are ranked by their ``rsum``. Returns the Ray Train result."""
@@ -90,8 +100,9 @@ def fit(loop_per_worker, cfg, pairs):
     from ray.train.torch import TorchTrainer
 
     storage = resolve(cfg.run.storage_path, cfg.storage)
+    threads = cfg.scaling.torch_threads
     trainer = TorchTrainer(
-        loop_per_worker,
+        _with_threads(loop_per_worker, threads) if threads else loop_per_worker,
         train_loop_config={"cfg": to_dict(cfg)},
         scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
                                      resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}),

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from jobs.demo_plan import MODELS, DemoJobConfig, comparison_rows, demo_plan
+from jobs.demo_plan import MODELS, DemoJobConfig, demo_plan
+from jobs.demo_report import comparison_rows
 from jobs.pipeline_plan import PipelineJobConfig, stages
 from jobs.steps import check_plan
 from teran_core.checkpoint import load_checkpoint
@@ -17,7 +18,8 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 SMALL = [
     "data.images=216", "data.test_images=64", "data.dev_images=32", "data.feature_dim=16",
     "model.feat_dim=16", "model.embed_size=16", "model.feedforward=32", "model.bert_layers=1",
-    "training.epochs=1", "training.batch_size=16", "training.dev_images=32", "distill.layers=1", "ray.object_store_memory_mb=256",
+    "training.epochs=1", "training.batch_size=16", "training.dev_images=32", "distill.layers=1", "distill.epochs=1",
+    "distill.batch_size=16", "ray.object_store_memory_mb=256",
 ]
 
 

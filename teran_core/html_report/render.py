@@ -117,7 +117,7 @@ def demo_page(table: list[tuple[str, str, dict]], notes: list[str], metric_names
     """The demo's summary page: the comparison table, the trained TERAN's gallery and alignments, plots, links.
 
     Args:
-        table: (model, evaluator, metrics) rows (``jobs.demo_plan.comparison_rows``).
+        table: (model, evaluator, metrics) rows (``jobs.demo_report.comparison_rows``).
         notes: the table's notes.
         metric_names: the metric keys of the table's columns, in order.
         examples: the TERAN evaluation's ``examples.json``, or None.

@@ -48,3 +48,4 @@ class ScalingSection:
     num_workers: int = knob(1, ge=1)  # data-parallel training workers (DDP when > 1)
     use_gpu: bool = False  # one GPU per worker
     cpus_per_worker: float = knob(1.0, gt=0)  # leave CPUs for the Ray Data read tasks that feed the workers
+    torch_threads: int = knob(0, ge=0)  # intra-op threads per worker; 0: what Ray grants (cpus_per_worker). More: a CPU the idle feed leaves unused

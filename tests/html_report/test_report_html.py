@@ -7,7 +7,7 @@ import shutil
 import pytest
 from report_helpers import K_SWEEP, demo_sized_evaluation
 
-from jobs.demo_plan import METRICS
+from jobs.demo_report import METRICS
 from teran_core.data.synth.vocabulary import ATTRIBUTE_FAMILIES
 from teran_core.html_report.render import demo_page, evaluation_page
 from teran_core.html_report.scenes import COLOURS
