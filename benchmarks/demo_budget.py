@@ -26,7 +26,8 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from jobs.demo_plan import MODELS, DemoJobConfig, demo_plan  # noqa: E402
+from jobs.demo_config import DemoJobConfig  # noqa: E402
+from jobs.demo_plan import MODELS, demo_plan  # noqa: E402
 from teran_core.config import load_config  # noqa: E402
 from teran_core.data import CaptionCollator, DatasetManifest, read_shard  # noqa: E402
 from teran_core.data.synth import SynthConfig, generate_dataset  # noqa: E402

@@ -29,7 +29,8 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 from demo_budget import run as train_teran  # noqa: E402
 from demo_budget import train_pairs
 
-from jobs.demo_plan import DemoJobConfig, demo_plan  # noqa: E402
+from jobs.demo_config import DemoJobConfig  # noqa: E402
+from jobs.demo_plan import demo_plan  # noqa: E402
 from teran_core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from teran_core.config import load_config  # noqa: E402
 from teran_core.data import CaptionCollator, DatasetManifest  # noqa: E402

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import yaml
 
-from teran_core.config import ConfigError, from_dict, load_config, to_yaml
+from teran_core.config import ConfigError, from_dict, load_config, parse_overrides, to_yaml
 from teran_core.storage import Location, RedactingFilter, store_unavailable_in
 
 T = TypeVar("T")
@@ -108,3 +108,16 @@ def check_steps(prog: str, steps: dict[str, tuple[type, dict]]) -> None:
         problems += [f"step {step}: {p}" for p in getattr(cfg, "missing", list)()]
     if problems:
         raise ConfigError(f"{prog}'s step configs", problems)
+
+
+def load_data_job_config(cls: type[T], config: str | None, overrides: Sequence[str]) -> T:
+    """The job config from a YAML file plus overrides, or from the overrides alone when ``config`` is None.
+
+    Example:
+        >>> from jobs.config import SynthJobConfig
+        >>> load_data_job_config(SynthJobConfig, None, ["synth.images=5000", "output.uri=/tmp/x"]).synth.images
+        5000
+    """
+    if config:
+        return load_config(cls, config, overrides)
+    return from_dict(cls, parse_overrides(overrides), source="<command line>")

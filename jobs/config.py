@@ -1,33 +1,28 @@
-"""Every job's config: the library's sections, the Ray section, and what each job needs set.
+"""The data, encode, index, compress and evaluate jobs' configs: the library's sections, the Ray section, and what each job needs set.
 
 A job reads ``--config x.yaml`` plus ``section.key=value`` overrides into one of these
-(``jobs.common.load_job_config``); the library's drivers take the sections they need. The keys and
+(``jobs.common.load_job_config``); the library's drivers take the sections they need. The Ray
+Train jobs' configs are in ``jobs/train_config.py``, the demo's in ``jobs/demo_config.py``. The keys and
 their defaults are what ``configs/<job>.yaml`` shows.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import TypeVar
 
 from teran_core.compress.run import CompressPaths, CompressSection
-from teran_core.config import from_dict, knob, load_config, parse_overrides
+from teran_core.config import knob
 from teran_core.data.convert import CocoConfig, ConvertConfig, F30kConfig, PrecompConfig
 from teran_core.data.synth import SynthConfig
-from teran_core.distill.config import DistillSection
-from teran_core.distill.loss import DistillLossConfig
 from teran_core.encode.config import EncodeSection, InputSection, ModelSection, OutputSection, missing_locations
 from teran_core.index.config import BuildPaths, IndexSection, missing_paths
-from teran_core.model.config import TeranConfig
-from teran_core.model.global_head import GlobalHeadConfig
 from teran_core.recall.config import EvalPaths, EvalSection, ReportSection
 from teran_core.retrieval import TwoStageConfig
-from teran_core.storage import StorageConfig, resolve
-from teran_core.train.config import OptimConfig, RunSection, ScalingSection, TrainDataConfig
+from teran_core.storage import StorageConfig
 
 __all__ = ["RayConfig", "OutputConfig", "SynthJobConfig", "ConvertJobConfig", "EncodeJobConfig", "BuildIndexJobConfig",
-           "CompressJobConfig", "EvaluateJobConfig", "TrainJobConfig", "DistillJobConfig", "load_data_job_config"]
+           "CompressJobConfig", "EvaluateJobConfig"]
 
 T = TypeVar("T")
 
@@ -141,76 +136,3 @@ class EvaluateJobConfig:
     def missing(self) -> list[str]:
         """The locations a run needs that are still empty."""
         return missing_paths(self.paths, ("dataset", "index", "output"))
-
-
-@dataclasses.dataclass
-class TrainJobConfig:
-    """``teran train``: TERAN trained on Ray Train, checkpointed every epoch, resumable by run name."""
-
-    model: TeranConfig = dataclasses.field(default_factory=TeranConfig)
-    init_checkpoint: str | None = None  # start from this teran checkpoint instead of a fresh model
-    data: TrainDataConfig = dataclasses.field(default_factory=TrainDataConfig)
-    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    run: RunSection = dataclasses.field(default_factory=RunSection)
-    scaling: ScalingSection = dataclasses.field(default_factory=ScalingSection)
-    storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)
-    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
-
-    def check(self) -> list[str]:
-        if self.optim.cache_backbone_mb and self.model.fine_tune:
-            return ["optim.cache_backbone_mb: a fine-tuned backbone changes every step, so its hidden states "
-                    "cannot be cached; set model.fine_tune: false or optim.cache_backbone_mb: 0"]
-        return []
-
-    def export_uri(self) -> str:
-        return self.run.export or resolve(self.run.storage_path, self.storage).join(self.run.name, "best").uri
-
-
-def _distill_optim() -> OptimConfig:
-    # ALADIN's Adam 1e-5 over 20 epochs trains head and backbone together; a head alone on frozen
-    # tokens learns far faster (docs/distill.md has the measured rates)
-    return OptimConfig(lr=1e-4, epochs=20, batch_size=32, lr_step_epochs=15)
-
-
-@dataclasses.dataclass
-class DistillJobConfig:
-    """``teran distill``: a global head distilled over a frozen TERAN on Ray Train (docs/distill.md)."""
-
-    teacher: ModelSection = dataclasses.field(default_factory=ModelSection)  # the frozen TERAN: a teran checkpoint folder or a reference .pth.tar
-    head: GlobalHeadConfig = dataclasses.field(default_factory=GlobalHeadConfig)
-    loss: DistillLossConfig = dataclasses.field(default_factory=DistillLossConfig)
-    distill: DistillSection = dataclasses.field(default_factory=DistillSection)
-    data: TrainDataConfig = dataclasses.field(default_factory=TrainDataConfig)  # pairs of train_split; agreement on dev_images of dev_split
-    optim: OptimConfig = dataclasses.field(default_factory=_distill_optim)
-    run: RunSection = dataclasses.field(default_factory=lambda: RunSection(name="distill"))  # export: TERAN + head, what teran encode loads
-    scaling: ScalingSection = dataclasses.field(default_factory=ScalingSection)
-    storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)
-    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
-
-    def missing(self) -> list[str]:
-        """What must be set before the job runs (the shipped config leaves it to the command line)."""
-        return [f"{key}: not set; expected {what}" for key, value, what in (
-            ("teacher.checkpoint", self.teacher.checkpoint, "a teran checkpoint folder or a reference .pth.tar"),
-            ("data.dataset", self.data.dataset, "the folder holding dataset.json")) if not value]
-
-    def check(self) -> list[str]:
-        problems = []
-        if self.optim.cache_backbone_mb:
-            problems.append("optim.cache_backbone_mb: distillation caches the whole frozen TERAN's tokens; "
-                            "set distill.cache_tokens_mb instead and leave optim.cache_backbone_mb at 0")
-        return problems
-
-    def export_uri(self) -> str:
-        return self.run.export or resolve(self.run.storage_path, self.storage).join(self.run.name, "best").uri
-
-
-def load_data_job_config(cls: type[T], config: str | None, overrides: Sequence[str]) -> T:
-    """The job config from a YAML file plus overrides, or from the overrides alone when ``config`` is None.
-
-    Example:
-        >>> load_data_job_config(SynthJobConfig, None, ["synth.images=5000", "output.uri=/tmp/x"]).synth.images
-        5000
-    """
-    if config:
-        return load_config(cls, config, overrides)
-    return from_dict(cls, parse_overrides(overrides), source="<command line>")

@@ -14,8 +14,8 @@ import json
 import logging
 import sys
 
-from jobs.common import run_main
-from jobs.config import ConvertJobConfig, load_data_job_config
+from jobs.common import load_data_job_config, run_main
+from jobs.config import ConvertJobConfig
 from jobs.ray_runtime import RayExecutor
 from jobs.synth import flag_overrides
 from teran_core.config import to_yaml

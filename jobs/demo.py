@@ -15,7 +15,8 @@ import sys
 import time
 
 from jobs.common import job_parser, load_job_config, run_main
-from jobs.demo_plan import MODELS, DemoJobConfig, demo_plan
+from jobs.demo_config import DemoJobConfig
+from jobs.demo_plan import MODELS, demo_plan
 from jobs.demo_report import comparison_markdown, comparison_rows, summary_page
 from jobs.steps import StepFailed, check_plan, run_plan
 from teran_core.storage import resolve

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from jobs.demo_plan import MODELS, DemoJobConfig
+from jobs.demo_config import DemoJobConfig
+from jobs.demo_plan import MODELS
 from teran_core.html_report.identity import describe_model
 from teran_core.html_report.render import demo_page
 from teran_core.recall.report import evaluator_name

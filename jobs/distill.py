@@ -16,9 +16,9 @@ import time
 import torch
 
 from jobs.common import job_parser, load_job_config, run_main
-from jobs.config import DistillJobConfig
 from jobs.ray_runtime import init_ray
 from jobs.ray_train import absolute_dataset, export_best, fit, pair_dataset, report_epoch, resume
+from jobs.train_config import DistillJobConfig
 from teran_core.config import ConfigError, from_dict
 from teran_core.data import CaptionCollator, DatasetManifest
 from teran_core.distill import DevAgreement, FrozenTokens, TokenPool, distill_step

@@ -14,8 +14,8 @@ import json
 import logging
 import sys
 
-from jobs.common import run_main
-from jobs.config import SynthJobConfig, load_data_job_config
+from jobs.common import load_data_job_config, run_main
+from jobs.config import SynthJobConfig
 from jobs.ray_runtime import RayExecutor
 from teran_core.config import to_yaml
 from teran_core.data.errors import DataError

@@ -13,9 +13,9 @@ import logging
 import torch
 
 from jobs.common import job_parser, load_job_config, run_main
-from jobs.config import TrainJobConfig
 from jobs.ray_runtime import init_ray
 from jobs.ray_train import absolute_dataset, export_best, fit, pair_dataset, report_epoch, resume
+from jobs.train_config import TrainJobConfig
 from teran_core.checkpoint import load_checkpoint
 from teran_core.config import from_dict
 from teran_core.data import CaptionCollator, DatasetManifest

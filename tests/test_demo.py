@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from jobs.demo_plan import MODELS, DemoJobConfig, demo_plan
+from jobs.demo_config import DemoJobConfig
+from jobs.demo_plan import MODELS, demo_plan
 from jobs.demo_report import comparison_rows
 from jobs.pipeline_plan import PipelineJobConfig, stages
 from jobs.steps import check_plan

@@ -9,18 +9,10 @@ from typing import Literal
 
 import pytest
 
-from jobs.config import (
-    BuildIndexJobConfig,
-    CompressJobConfig,
-    ConvertJobConfig,
-    DistillJobConfig,
-    EncodeJobConfig,
-    EvaluateJobConfig,
-    SynthJobConfig,
-    TrainJobConfig,
-)
-from jobs.demo_plan import DemoJobConfig
+from jobs.config import BuildIndexJobConfig, CompressJobConfig, ConvertJobConfig, EncodeJobConfig, EvaluateJobConfig, SynthJobConfig
+from jobs.demo_config import DemoJobConfig
 from jobs.pipeline_plan import PipelineJobConfig
+from jobs.train_config import DistillJobConfig, TrainJobConfig
 from teran_core.config import ConfigError, load_config
 from teran_core.retrieval import SearchConfig
 
