@@ -32,7 +32,7 @@ def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 def load_job_config(cls: type[T], args: argparse.Namespace, extra_overrides: Sequence[str] = ()) -> T:
     """Loads ``args.config`` into ``cls`` with the command line's overrides and logs the result."""
-    cfg = load_config(cls, args.config, [*args.overrides, *extra_overrides])
+    cfg = load_data_job_config(cls, args.config, [*args.overrides, *extra_overrides])
     log.info("resolved config from %s:\n%s", args.config, to_yaml(cfg))
     return cfg
 

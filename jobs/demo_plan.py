@@ -12,7 +12,7 @@ import dataclasses
 from typing import NamedTuple
 
 from jobs.demo_config import DemoJobConfig
-from jobs.plan import Step
+from jobs.plan import Step, join_uri
 
 __all__ = ["DemoModel", "MODELS", "demo_plan"]
 
@@ -41,10 +41,6 @@ GLOBAL_PARTS, TOKEN_PARTS = ["images-global", "captions-global"], ["images-regio
 K_SWEEP = (10, 20, 50)  # with the headline K'=100: the demo's recall-vs-K' plot has four points
 
 
-def _join(root: str, *parts: str) -> str:
-    return "/".join([root.rstrip("/"), *parts])
-
-
 def demo_plan(cfg: DemoJobConfig) -> dict[str, Step]:
     """Every job the demo runs, in order, keyed by step name (``train-teran``, ``encode-untrained`` …).
 
@@ -61,18 +57,18 @@ def demo_plan(cfg: DemoJobConfig) -> dict[str, Step]:
     # are the very images and captions of the training dataset's test split
     test_only = dict(synth, images=d.test_images, dev_images=0)
     steps = {
-        "synth": Step("synth", {"synth": synth, "output": {"uri": _join(root, "dataset"), "overwrite": True}, **common}),
-        "synth-test": Step("synth", {"synth": test_only, "output": {"uri": _join(root, "test-dataset"), "overwrite": True}, **common}),
+        "synth": Step("synth", {"synth": synth, "output": {"uri": join_uri(root, "dataset"), "overwrite": True}, **common}),
+        "synth-test": Step("synth", {"synth": test_only, "output": {"uri": join_uri(root, "test-dataset"), "overwrite": True}, **common}),
     }
     for name, model in MODELS.items():
         if model.loss_weights is not None:
             lr = t.global_only_lr if name == "global-only" else t.lr  # each trained model at its best rate for the budget
             steps[f"train-{name}"] = Step("train", {
                 "model": dict(dataclasses.asdict(cfg.model), **model.loss_weights),
-                "data": {"dataset": _join(root, "dataset"), "dev_images": t.dev_images, "materialize": True},
+                "data": {"dataset": join_uri(root, "dataset"), "dev_images": t.dev_images, "materialize": True},
                 "optim": {"lr": lr, "epochs": t.epochs, "batch_size": t.batch_size, "lr_step_epochs": max(t.epochs, 1),
                           "cache_backbone_mb": t.cache_backbone_mb},
-                "run": {"name": f"demo-{name}", "storage_path": _join(root, "runs"), "export": _join(root, "models", name),
+                "run": {"name": f"demo-{name}", "storage_path": join_uri(root, "runs"), "export": join_uri(root, "models", name),
                         "log_every_s": 20.0},
                 "scaling": {"torch_threads": t.torch_threads},
                 **common,
@@ -80,23 +76,23 @@ def demo_plan(cfg: DemoJobConfig) -> dict[str, Step]:
         if model.distilled_from:
             dist = cfg.distill
             steps[f"distill-{model.distilled_from}"] = Step("distill", {
-                "teacher": {"checkpoint": _join(root, "models", model.distilled_from)},
+                "teacher": {"checkpoint": join_uri(root, "models", model.distilled_from)},
                 "head": {"layers": dist.layers},
                 "loss": {"teacher_temperature": dist.teacher_temperature, "student_scale": dist.student_scale},
                 "distill": {"cache_tokens_mb": t.cache_backbone_mb},
-                "data": {"dataset": _join(root, "dataset"), "dev_images": t.dev_images, "materialize": True},
+                "data": {"dataset": join_uri(root, "dataset"), "dev_images": t.dev_images, "materialize": True},
                 "optim": {"lr": dist.lr, "epochs": dist.epochs, "batch_size": dist.batch_size, "lr_step_epochs": max(dist.epochs, 1)},
-                "run": {"name": f"demo-{name}", "storage_path": _join(root, "runs"), "export": _join(root, "models", name),
+                "run": {"name": f"demo-{name}", "storage_path": join_uri(root, "runs"), "export": join_uri(root, "models", name),
                         "log_every_s": 20.0},
                 "scaling": {"torch_threads": t.torch_threads},
                 **common,
             })
         if model.loss_weights is None and not model.distilled_from:  # no job makes it: an untrained TERAN, seeded
             steps[f"model-{name}"] = Step("model", {"model": dataclasses.asdict(cfg.model), "seed": d.seed},
-                                          output=_join(root, "models", name))
-        emb, index = _join(root, "embeddings", name), _join(root, "index", name)
+                                          output=join_uri(root, "models", name))
+        emb, index = join_uri(root, "embeddings", name), join_uri(root, "index", name)
         steps[f"encode-{name}"] = Step("encode", {
-            "input": {"dataset": _join(root, "test-dataset")}, "model": {"checkpoint": _join(root, "models", name)},
+            "input": {"dataset": join_uri(root, "test-dataset")}, "model": {"checkpoint": join_uri(root, "models", name)},
             "output": {"uri": emb, "overwrite": True},
             "encode": {"batch_size": cfg.encode.batch_size, "actors": cfg.encode.actors, "num_gpus": 0,
                        "cpus_per_actor": 0.5, "precision": "float32", "progress_interval_s": 20},
@@ -107,7 +103,7 @@ def demo_plan(cfg: DemoJobConfig) -> dict[str, Step]:
         steps[f"build-index-{name}"] = Step("build-index", {"paths": {"embeddings": emb, "index": index, "overwrite": True},
                                                             "index": {"use_gpu": False, "parts": parts}, **common})
         steps[f"evaluate-{name}"] = Step("evaluate", {
-            "paths": {"dataset": _join(root, "test-dataset"), "split": "test", "index": index, "output": _join(root, "eval", name)},
+            "paths": {"dataset": join_uri(root, "test-dataset"), "split": "test", "index": index, "output": join_uri(root, "eval", name)},
             # the 1K test split scored at once, as the reference's 1K-image test sets; K' = 10% of it
             # recall of 1,000 caption and 250 image queries (seeded sample) against the whole split: two-stage
             # over all 6,000 queries would take most of the demo's 10 minutes. Each K' of the sweep costs

@@ -15,7 +15,7 @@ import json
 
 from jobs.config import RayConfig
 from jobs.demo_report import METRICS
-from jobs.plan import Step
+from jobs.plan import Step, join_uri
 from teran_core.config import knob
 from teran_core.data.synth import SynthConfig
 from teran_core.embedding_set import EmbeddingSet
@@ -69,10 +69,6 @@ class PipelineJobConfig:
         return []
 
 
-def _join(root: str, *parts: str) -> str:
-    return "/".join([root.rstrip("/"), *parts])
-
-
 def stages(cfg: PipelineJobConfig) -> dict[str, Step]:
     """Every stage this config runs, in order, keyed by name.
 
@@ -84,9 +80,9 @@ def stages(cfg: PipelineJobConfig) -> dict[str, Step]:
     """
     root, asdict = cfg.root, dataclasses.asdict
     common = {"storage": asdict(cfg.storage), "ray": asdict(cfg.ray)}
-    dataset = cfg.data.dataset or _join(root, "dataset")
-    checkpoint = cfg.model.checkpoint or _join(root, "model")
-    emb, index = _join(root, "embeddings"), _join(root, "index")
+    dataset = cfg.data.dataset or join_uri(root, "dataset")
+    checkpoint = cfg.model.checkpoint or join_uri(root, "model")
+    emb, index = join_uri(root, "embeddings"), join_uri(root, "index")
     out: dict[str, Step] = {}
     if not cfg.data.dataset:
         # overwrite: synth has no partial resume, so a run killed before its marker starts the dataset again
@@ -100,9 +96,9 @@ def stages(cfg: PipelineJobConfig) -> dict[str, Step]:
     out["build-index"] = Step("build-index", {"paths": {"embeddings": emb, "index": index, "overwrite": True},
                                                "index": asdict(cfg.index), **common}, [emb], index)
     out["evaluate"] = Step("evaluate", {"paths": {"dataset": dataset, "split": cfg.data.split, "index": index,
-                                                   "output": _join(root, "eval")},
+                                                   "output": join_uri(root, "eval")},
                                          "eval": asdict(cfg.eval), "two_stage": asdict(cfg.two_stage), **common},
-                            [index, emb], _join(root, "eval"))
+                            [index, emb], join_uri(root, "eval"))
     return out
 
 

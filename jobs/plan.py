@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-__all__ = ["Step", "config_mismatch"]
+__all__ = ["Step", "config_mismatch", "join_uri"]
 
 
 @dataclasses.dataclass
@@ -44,3 +44,13 @@ def config_mismatch(recorded: dict, current: dict, prefix: str = "") -> list[str
         elif json.dumps(old) != json.dumps(new):
             diffs.append(f"{prefix}{key}")
     return diffs
+
+
+def join_uri(root: str, *parts: str) -> str:
+    """A folder below a plan's root, as the step configs name it (a local path or s3:// URI).
+
+    Example:
+        >>> join_uri("s3://bucket/demo/", "models", "teran")
+        's3://bucket/demo/models/teran'
+    """
+    return "/".join([root.rstrip("/"), *parts])

@@ -2,7 +2,7 @@
 TorchTrainer, resuming and reporting on a worker, and exporting the best checkpoint.
 
 ``cfg`` below is a training or a distill job config: both have ``data``, ``run``, ``scaling`` and
-``storage`` sections and ``export_uri()``.
+``storage`` sections.
 """
 
 from __future__ import annotations
@@ -55,13 +55,15 @@ def export_best(cfg, result) -> dict:
     """Copies the best checkpoint's model to the export folder, with the whole run's metrics CSV (per epoch), the
     logged steps' losses (steps.csv) and the curves PNG.
 
-    ``cfg`` is a training or distill job config (``export_uri()``, ``run.name``, ``storage``)."""
+    ``cfg`` is a training or distill job config; the export folder is ``run.export``, or
+    ``<run.storage_path>/<run.name>/best``."""
     best, best_metrics = max(result.best_checkpoints, key=lambda pair: pair[1].get("rsum", float("-inf")))
     with best.as_directory() as folder:
         model, _ = load_train_state(folder)
     with result.checkpoint.as_directory() as folder:  # the latest one: its history has every epoch, the best's may not
         _, state = load_train_state(folder)
-    export = export_run(model, state, cfg.export_uri(), cfg.storage, f"run {cfg.run.name}")
+    export_to = cfg.run.export or resolve(cfg.run.storage_path, cfg.storage).join(cfg.run.name, "best").uri
+    export = export_run(model, state, export_to, cfg.storage, f"run {cfg.run.name}")
     return {"export": export, "best_epoch": best_metrics["epoch"] + 1, "best_rsum": best_metrics.get("rsum")}
 
 

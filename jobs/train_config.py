@@ -10,7 +10,7 @@ from teran_core.distill.loss import DistillLossConfig
 from teran_core.encode.config import ModelSection
 from teran_core.model.config import TeranConfig
 from teran_core.model.global_head import GlobalHeadConfig
-from teran_core.storage import StorageConfig, resolve
+from teran_core.storage import StorageConfig
 from teran_core.train.config import OptimConfig, RunSection, ScalingSection, TrainDataConfig
 
 __all__ = ["TrainJobConfig", "DistillJobConfig"]
@@ -35,16 +35,11 @@ class TrainJobConfig:
                     "cannot be cached; set model.fine_tune: false or optim.cache_backbone_mb: 0"]
         return []
 
-    def export_uri(self) -> str:
-        return self.run.export or resolve(self.run.storage_path, self.storage).join(self.run.name, "best").uri
-
-
 
 def _distill_optim() -> OptimConfig:
     # ALADIN's Adam 1e-5 over 20 epochs trains head and backbone together; a head alone on frozen
     # tokens learns far faster (docs/distill.md has the measured rates)
     return OptimConfig(lr=1e-4, epochs=20, batch_size=32, lr_step_epochs=15)
-
 
 
 @dataclasses.dataclass
@@ -74,6 +69,3 @@ class DistillJobConfig:
             problems.append("optim.cache_backbone_mb: distillation caches the whole frozen TERAN's tokens; "
                             "set distill.cache_tokens_mb instead and leave optim.cache_backbone_mb at 0")
         return problems
-
-    def export_uri(self) -> str:
-        return self.run.export or resolve(self.run.storage_path, self.storage).join(self.run.name, "best").uri
