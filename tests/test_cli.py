@@ -42,6 +42,7 @@ def test_a_bad_config_is_one_clear_line_from_the_console_script(tmp_path):
     missing = str(tmp_path / "missing.yaml")
     result = teran("encode", "--config", missing)
     assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [f"teran encode: error: config file {missing} does not exist"]
 
 
@@ -50,6 +51,7 @@ def test_missing_config_is_one_clear_line(name, tmp_path, capsys):
     missing = str(tmp_path / "missing.yaml")
     code, stderr = teran_here(capsys, name, "--config", missing)
     assert code == 2, stderr
+    assert "Traceback" not in stderr
     assert stderr.strip().splitlines() == [f"teran {name}: error: config file {missing} does not exist"]
 
 
@@ -59,5 +61,6 @@ def test_misspelt_key_names_the_file_and_key(name, tmp_path, capsys):
     bad.write_text("no_such_section_xyz: {a: 1}\n")
     code, stderr = teran_here(capsys, name, "--config", str(bad))
     assert code == 2, stderr
+    assert "Traceback" not in stderr
     assert f"config {bad} is not valid" in stderr
     assert "no_such_section_xyz: unknown key" in stderr
