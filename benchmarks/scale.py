@@ -2,13 +2,16 @@
 
     python benchmarks/scale.py                                  # 10K and 100K images (5 captions each)
     python benchmarks/scale.py --sizes 10000 100000 1000000     # 1M runs only if its estimate fits
+    python benchmarks/scale.py --token-store compressed --checkpoint demo_output/models/distilled
 
 Each size is one pipeline job in a fresh process (a fresh local Ray with a fixed 1 GiB object store):
-synth -> untrained model (or --checkpoint) -> encode both sides -> build-index -> evaluate, on a local
-folder. Before each size after the first, its wall time and disk are estimated from the size before
+synth -> untrained model (or --checkpoint) -> encode both sides [-> compress, with ``--token-store
+compressed``: centroid ids + residual bits, centroid lists in place of the IVF-Flat token parts,
+candidates from global + centroid interaction] -> build-index -> evaluate, on a local folder. Before each size after the first, its wall time and disk are estimated from the size before
 (seconds and bytes per image x N) and the size is not started when they exceed --time-budget-s or the
 free disk: the reason is printed instead. At the end: one table (N, stage, wall, time per item, peak
-RSS of the driver and of the largest Ray process, PSS of the whole tree, spill), the recall rows
+RSS of the driver and of the largest Ray process, PSS of the whole tree, spill, the MiB each stage
+wrote, the disk of the whole run), the recall rows
 (exhaustive on a query sample, global-only, two-stage), and the ratios against the targets: time per
 item at the largest N within 1.3x of the smallest for every stage, also as CPU seconds of every process
 per item, which other load on the machine does not inflate (evaluate's items: the collection its fixed
@@ -38,8 +41,6 @@ sys.path.insert(0, str(REPO))
 
 from teran_core.model.config import TeranConfig  # noqa: E402
 
-STAGES = ("synth", "model", "encode", "build-index", "evaluate")
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--embed-size", type=int, default=128, help="D of every output token")
     p.add_argument("--checkpoint", default="", help="a trained teran checkpoint (its F and D replace --feature-dim and --embed-size); default: an untrained model")
     p.add_argument("--images-per-shard", type=int, default=2000)
+    p.add_argument("--token-store", choices=["fp16", "compressed"], default="fp16",
+                   help="compressed: the pipeline's compress stage (2 bits), centroid lists and centroid candidates")
     p.add_argument("--queries", type=int, default=50, help="sampled test-split captions that query the whole collection")
     p.add_argument("--image-queries", type=int, default=10, help="sampled test-split images that query it (an exhaustive image "
                    "query scores 5N captions, a caption query N images)")
@@ -74,7 +77,7 @@ def benchmark_model(args):
 
 
 def pipeline_config(args, cfg: TeranConfig, n: int, root: str) -> dict:
-    return {
+    config = {
         "root": root,
         "data": {"synth": {"images": n, "seed": 0, "feature_dim": cfg.feat_dim, "test_images": 1000, "dev_images": 0,
                            "images_per_shard": args.images_per_shard}},
@@ -90,7 +93,12 @@ def pipeline_config(args, cfg: TeranConfig, n: int, root: str) -> dict:
                  "in_memory": False, "max_exhaustive_pairs": 10**10, "searcher_max_bytes": args.searcher_max_mb * 2**20},
         "two_stage": {"k_candidates": 100, "padding": "masked"},
         "ray": {"num_cpus": os.cpu_count(), "object_store_memory_mb": 1024},
+        "token_store": args.token_store,
     }
+    if args.token_store == "compressed":  # centroid lists replace the token parts; candidates: global + centroid interaction
+        config["index"]["parts"] = ["images-global", "captions-global", "images-centroids", "captions-centroids"]
+        config["two_stage"]["union_with"] = "centroids"
+    return config
 
 
 def run_size(args, cfg: TeranConfig, n: int, root: Path) -> dict:
@@ -149,13 +157,13 @@ def mib(n) -> str:
 
 def print_table(runs: dict[int, dict]) -> None:
     print(f"\n{'N':>9} {'stage':<12} {'wall s':>8} {'items':>10} {'us/item':>9} {'driver MiB':>10} "
-          f"{'largest Ray process MiB':>32} {'tree PSS MiB':>12} {'spill MiB':>9} {'CPU s':>8}")
+          f"{'largest Ray process MiB':>32} {'tree PSS MiB':>12} {'spill MiB':>9} {'CPU s':>8} {'wrote MiB':>9}")
     for n, summary in runs.items():
         for name, s in summary["stages"].items():
             process, rss = s["largest_process"]
             per_item = f"{1e6 * s['wall_s'] / s['items']:.1f}" if s["items"] else "-"
             print(f"{n:>9,} {name:<12} {s['wall_s']:>8.1f} {s['items']:>10,} {per_item:>9} {mib(s['driver_rss_peak']):>10} "
-                  f"{mib(rss):>6} {process[:25]:<25} {mib(s['tree_pss_peak']):>12} {mib(s['spilled_bytes']):>9} {s['cpu_s']:>8.0f}")
+                  f"{mib(rss):>6} {process[:25]:<25} {mib(s['tree_pss_peak']):>12} {mib(s['spilled_bytes']):>9} {s['cpu_s']:>8.0f} {mib(s['bytes_written']):>9}")
         print(f"{n:>9,} {'total':<12} {stages_wall(summary):>8.1f}   disk {summary['disk_bytes'] / 2**30:.2f} GiB")
     print(f"\n{'N':>9} {'queries':>16} {'evaluator':<11} {'t2i R@1':>8} {'t2i R@10':>8} {'i2t R@1':>8} {'i2t R@10':>8} "
           f"{'rsum':>7} {'pairs scored %':>14}")

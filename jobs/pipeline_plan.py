@@ -1,4 +1,4 @@
-"""The whole pipeline as one job: synth (or an existing dataset) -> encode -> build-index -> evaluate.
+"""The whole pipeline as one job: synth (or an existing dataset) -> encode [-> compress] -> build-index -> evaluate.
 
 Every stage is the real job with a config this module writes (:func:`stages`), so each resumes as
 that job does. The pipeline adds stage markers: ``<root>/pipeline/<stage>.json``, written atomically
@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Literal
 
 from jobs.config import RayConfig
 from jobs.demo_report import METRICS
 from jobs.plan import Step, join_uri
+from teran_core.compress.run import CompressSection
 from teran_core.config import knob
 from teran_core.data.synth import SynthConfig
 from teran_core.embedding_set import EmbeddingSet
@@ -56,6 +58,10 @@ class PipelineJobConfig:
     data: PipelineData = dataclasses.field(default_factory=PipelineData)
     model: PipelineModel = dataclasses.field(default_factory=PipelineModel)
     encode: EncodeSection = dataclasses.field(default_factory=EncodeSection)  # the encode job's section, passed through
+    # compressed: a compress stage rewrites the embeddings as centroid ids + residual bits (docs/engine.md), and
+    # build-index and evaluate read that set; its index parts are then images-centroids / captions-centroids
+    token_store: Literal["fp16", "compressed"] = "fp16"
+    compress: CompressSection = dataclasses.field(default_factory=CompressSection)  # the compress job's section, passed through (compressed store only)
     index: IndexSection = dataclasses.field(default_factory=IndexSection)  # the build-index job's section, passed through
     eval: EvalSection = dataclasses.field(default_factory=EvalSection)  # the evaluate job's section, passed through
     two_stage: TwoStageConfig = dataclasses.field(default_factory=TwoStageConfig)  # evaluate's two-stage settings
@@ -63,10 +69,22 @@ class PipelineJobConfig:
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
 
     def check(self) -> list[str]:
-        m, s = self.model, self.data.synth
+        m, s, problems = self.model, self.data.synth, []
         if not self.data.dataset and not m.checkpoint and m.untrained.feat_dim != s.feature_dim:
-            return [f"model.untrained.feat_dim: got {m.untrained.feat_dim}, expected data.synth.feature_dim ({s.feature_dim})"]
-        return []
+            problems.append(f"model.untrained.feat_dim: got {m.untrained.feat_dim}, expected data.synth.feature_dim ({s.feature_dim})")
+        token_parts, centroid_parts = {"images-regions", "captions-words"}, {"images-centroids", "captions-centroids"}
+        wrong, right = (token_parts, centroid_parts) if self.token_store == "compressed" else (centroid_parts, token_parts)
+        if found := sorted(wrong & set(self.index.parts)):
+            problems.append(f"index.parts: {', '.join(found)} with token_store: {self.token_store}; expected "
+                            f"{' / '.join(sorted(right))} (token parts are IVF-Flat copies of the fp16 tokens, "
+                            "centroid parts the compressed store's inverted lists)")
+        used = {field: getattr(self.two_stage, field) for field in ("t2i_candidates", "i2t_candidates")}
+        sources = {self.two_stage.union_with if v == "union" else v for v in used.values()}
+        if (bad := "tokens" if self.token_store == "compressed" else "centroids") in sources:
+            problems.append(f"two_stage: candidates from {bad!r} ({', '.join(f'{k}={v}' for k, v in used.items())}, "
+                            f"union_with={self.two_stage.union_with}) with token_store: {self.token_store}; expected "
+                            f"{'centroids' if bad == 'tokens' else 'tokens'} or global")
+        return problems
 
 
 def stages(cfg: PipelineJobConfig) -> dict[str, Step]:
@@ -75,6 +93,8 @@ def stages(cfg: PipelineJobConfig) -> dict[str, Step]:
     Example:
         >>> list(stages(PipelineJobConfig(root="/tmp/p")))
         ['synth', 'model', 'encode', 'build-index', 'evaluate']
+        >>> list(stages(PipelineJobConfig(root="/tmp/p", token_store="compressed")))[2:]
+        ['encode', 'compress', 'build-index', 'evaluate']
         >>> stages(PipelineJobConfig(root="/tmp/p", data=PipelineData(dataset="/d"))).keys() - {"synth"} == {"model", "encode", "build-index", "evaluate"}
         True
     """
@@ -93,6 +113,10 @@ def stages(cfg: PipelineJobConfig) -> dict[str, Step]:
     out["encode"] = Step("encode", {"input": {"dataset": dataset, "kinds": "both"}, "model": {"checkpoint": checkpoint},
                                      "output": {"uri": emb, "overwrite": False},  # resumes shard by shard
                                      "encode": asdict(cfg.encode), **common}, [dataset, checkpoint], emb)
+    if cfg.token_store == "compressed":  # the fp16 set stays: it is encode's resume state and compress's input
+        fp16, emb = emb, join_uri(root, "embeddings-compressed")
+        out["compress"] = Step("compress", {"paths": {"embeddings": fp16, "output": emb}, "compress": asdict(cfg.compress),
+                                            **common}, [fp16], emb)
     out["build-index"] = Step("build-index", {"paths": {"embeddings": emb, "index": index, "overwrite": True},
                                                "index": asdict(cfg.index), **common}, [emb], index)
     out["evaluate"] = Step("evaluate", {"paths": {"dataset": dataset, "split": cfg.data.split, "index": index,
@@ -107,7 +131,7 @@ def stage_items(job: str, output: Location) -> int:
     embedding set, vectors of an index, queries of an evaluation (0 for a checkpoint)."""
     if job == "synth":
         return sum(json.loads(output.join("dataset.json").read_text())["counts"].values())
-    if job == "encode":
+    if job in ("encode", "compress"):
         return sum(len(EmbeddingSet.open(output.join(side), kind=side)) for side in ("images", "captions"))
     if job == "build-index":
         return sum(p["ntotal"] for p in json.loads(output.join("index.json").read_text())["parts"].values())

@@ -28,10 +28,10 @@ TINY = [  # 64 images in 4 shards, 320 captions, a 16-wide model: the whole pipe
 ]
 
 
-def start(root, endpoint) -> subprocess.Popen:
+def start(root, endpoint, *overrides: str) -> subprocess.Popen:
     """The job in a session of its own, so that killing it takes its local Ray along."""
     args = ["-m", "jobs.cli", "pipeline", "--config", "configs/pipeline.yaml", f"root={root.uri}",
-            f"storage.endpoint_override={endpoint}", *TINY]
+            f"storage.endpoint_override={endpoint}", *TINY, *overrides]
     return subprocess.Popen([sys.executable, *args], cwd=REPO, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -83,3 +83,27 @@ def test_killed_between_stages_the_rerun_skips_finished_stages(s3_server, s3_roo
         inputs = [i for k in range(len(dataset.shards[kind])) for i in read_shard(dataset, kind, k, [column]).column(0).to_pylist()]
         embedded = collections.Counter(EmbeddingSet.open(root.join("embeddings", kind), kind=kind).read_ids())
         assert embedded == collections.Counter(inputs) and max(embedded.values()) == 1, kind  # every id exactly once
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_the_compressed_token_store_runs_end_to_end_and_keeps_every_item_once(s3_server, s3_root):
+    root = s3_root.join("run")
+    job = start(root, s3_server.endpoint, "token_store=compressed", "two_stage.union_with=centroids",
+                "index.parts=[images-global,captions-global,images-centroids,captions-centroids]")
+    log, _ = job.communicate(timeout=500)
+    assert job.returncode == 0, log[-4000:]
+
+    summary = json.loads(root.join("pipeline", "summary.json").read_text())
+    assert list(summary["stages"]) == ["synth", "model", "encode", "compress", "build-index", "evaluate"]
+    assert summary["stages"]["compress"]["items"] == 64 + 320
+    assert summary["stages"]["compress"]["bytes_read"] == summary["stages"]["encode"]["bytes_written"]
+    index = json.loads(root.join("index", "index.json").read_text())
+    assert set(index["parts"]) == {"images-global", "captions-global", "images-centroids", "captions-centroids"}
+    assert {r["evaluator"] for r in summary["recall"]} == {"exhaustive", "global", "two-stage"}
+    for kind in ("images", "captions"):
+        fp16 = EmbeddingSet.open(root.join("embeddings", kind), kind=kind)
+        compressed = EmbeddingSet.open(root.join("embeddings-compressed", kind), kind=kind)
+        assert compressed.manifest["codec"]["nbits"] == 2, kind
+        ids = compressed.read_ids()
+        assert sorted(ids) == sorted(fp16.read_ids()) and len(set(ids)) == len(ids), kind  # every item, once
