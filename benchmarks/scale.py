@@ -98,6 +98,7 @@ def pipeline_config(args, cfg: TeranConfig, n: int, root: str) -> dict:
     if args.token_store == "compressed":  # centroid lists replace the token parts; candidates: global + centroid interaction
         config["index"]["parts"] = ["images-global", "captions-global", "images-centroids", "captions-centroids"]
         config["two_stage"]["union_with"] = "centroids"
+        config["compress"] = {"train_task_cpus": os.cpu_count()}  # k-means runs alone: every core
     return config
 
 

@@ -47,6 +47,7 @@ class CompressSection:
     n_centroids: int = knob(0, ge=0)  # 0 = PLAID's 2^floor(log2(16 sqrt(N_tokens))), capped at sample/39
     niter: int = knob(20, ge=1)  # k-means iterations
     seed: int = knob(0, ge=0)  # sample draw and k-means seed
+    train_task_cpus: float = knob(1.0, gt=0)  # Ray CPUs of the one task that trains the centroids, and so FAISS's k-means threads (Ray sets OMP_NUM_THREADS to them); no shard task runs beside it, so give it a node's CPUs
     shard_task_cpus: float = knob(1.0, gt=0)  # Ray CPUs per shard task
 
 
@@ -176,7 +177,7 @@ def compress(embeddings: Location, output: Location, section: CompressSection, e
         raise ValueError(f"{embeddings.uri} is already compressed; paths.embeddings must be an fp16 set written by 'teran encode'")
     codec_loc = output.join(CODEC_DIR, "codec.json")
     reused = codec_loc.exists()
-    executor.get([executor.submit(train_codec, sides, output, section)])  # returns the stored codec.json when one is there
+    executor.get([executor.submit(train_codec, sides, output, section, cpus=section.train_task_cpus)])  # returns the stored codec.json when one is there
     codec_entry = json.loads(codec_loc.read_text())  # what is on storage is what every shard uses
     pending = {kind: [executor.submit(compress_shard, emb, shard, output, codec_entry, cpus=section.shard_task_cpus)
                       for shard in emb.shards] for kind, emb in sides.items()}
