@@ -137,7 +137,7 @@ def queries_of(side: EmbeddingSet, n: int, seed: int) -> np.ndarray:
 def run_size(args, emb_root: Path, work: Path) -> dict:
     res_root = work / "emb-res"
     if not (res_root / "captions" / "manifest.json").exists():
-        compress(resolve(str(emb_root)), resolve(str(res_root)), CompressSection(nbits=args.nbits))
+        compress(resolve(str(emb_root)), resolve(str(res_root)), CompressSection(nbits=args.nbits, train_task_cpus=os.cpu_count()))
     section = dict(flat_max=0, hnsw_max=0, use_gpu=False)  # IVF for every FAISS part, as benchmarks/scale.py
     for name, root, parts in (("fp16", emb_root, ["images-global", "captions-global", "images-regions", "captions-words"]),
                               ("res", res_root, ["images-global", "captions-global", "images-centroids", "captions-centroids"])):

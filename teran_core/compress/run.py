@@ -47,7 +47,7 @@ class CompressSection:
     n_centroids: int = knob(0, ge=0)  # 0 = PLAID's 2^floor(log2(16 sqrt(N_tokens))), capped at sample/39
     niter: int = knob(20, ge=1)  # k-means iterations
     seed: int = knob(0, ge=0)  # sample draw and k-means seed
-    train_task_cpus: float = knob(1.0, gt=0)  # Ray CPUs of the one task that trains the centroids, and so FAISS's k-means threads (Ray sets OMP_NUM_THREADS to them); no shard task runs beside it, so give it a node's CPUs
+    train_task_cpus: float = knob(1.0, ge=1)  # CPUs of the one task that trains the centroids (Ray's, and FAISS's k-means threads, rounded down); no shard task runs beside it, so give it a node's CPUs
     shard_task_cpus: float = knob(1.0, gt=0)  # Ray CPUs per shard task
 
 
@@ -71,6 +71,19 @@ def sample_both_sides(sides: dict[str, EmbeddingSet], n_points: int, seed: int) 
     return sample[np.random.default_rng(seed).permutation(len(sample))]
 
 
+def _with_faiss_threads(threads: int, fn, *args):
+    """``fn(*args)`` with FAISS on ``threads`` OpenMP threads, restored after: a pooled Ray worker
+    keeps the thread count its process started with (1 for a 1-CPU task), whatever the task asked for."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        return fn(*args)
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 def train_codec(sides: dict[str, EmbeddingSet], out_root: Location, section: CompressSection) -> dict:
     """Trains the shared centroids and the residual buckets, writes them under ``<out>/codec``; returns codec.json.
 
@@ -91,7 +104,8 @@ def train_codec(sides: dict[str, EmbeddingSet], out_root: Location, section: Com
     if len(heldout) == 0:  # a set smaller than the sample asked for: the held-out share is what is left
         train, heldout = sample[: len(sample) * 4 // 5], sample[len(sample) * 4 // 5:]
     k = min(k, centroid_count(n_tokens, len(train))) if not section.n_centroids else k
-    codec = fit_codec(train_centroids(train, k, section.seed, section.niter), heldout, section.nbits)
+    codec = fit_codec(_with_faiss_threads(int(section.train_task_cpus), train_centroids, train, k, section.seed, section.niter),
+                      heldout, section.nbits)
     return write_codec(out_root, codec, {"tokens": n_tokens, "train_points": len(train), "heldout_points": len(heldout),
                                          "seconds": round(time.perf_counter() - start, 3)})
 
