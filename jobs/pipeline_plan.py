@@ -20,9 +20,10 @@ from jobs.plan import Step, join_uri
 from teran_core.compress.run import CompressSection
 from teran_core.config import knob
 from teran_core.data.synth import SynthConfig
-from teran_core.embedding_set import EmbeddingSet
+from teran_core.embedding_set import KINDS, EmbeddingSet
 from teran_core.encode.config import EncodeSection
 from teran_core.index.config import IndexSection
+from teran_core.index.layout import PartSpec
 from teran_core.model.config import TeranConfig
 from teran_core.recall.config import EvalSection
 from teran_core.retrieval import TwoStageConfig
@@ -72,18 +73,18 @@ class PipelineJobConfig:
         m, s, problems = self.model, self.data.synth, []
         if not self.data.dataset and not m.checkpoint and m.untrained.feat_dim != s.feature_dim:
             problems.append(f"model.untrained.feat_dim: got {m.untrained.feat_dim}, expected data.synth.feature_dim ({s.feature_dim})")
-        token_parts, centroid_parts = {"images-regions", "captions-words"}, {"images-centroids", "captions-centroids"}
-        wrong, right = (token_parts, centroid_parts) if self.token_store == "compressed" else (centroid_parts, token_parts)
-        if found := sorted(wrong & set(self.index.parts)):
+        # the token-level vectors each store serves: an index part's kind and a candidate source share the name
+        right, wrong = ("centroids", "tokens") if self.token_store == "compressed" else ("tokens", "centroids")
+        names = {vectors: sorted(PartSpec(side, vectors).name for side in KINDS) for vectors in (right, wrong)}
+        if found := sorted(set(names[wrong]) & set(self.index.parts)):
             problems.append(f"index.parts: {', '.join(found)} with token_store: {self.token_store}; expected "
-                            f"{' / '.join(sorted(right))} (token parts are IVF-Flat copies of the fp16 tokens, "
+                            f"{' / '.join(names[right])} (token parts are IVF-Flat copies of the fp16 tokens, "
                             "centroid parts the compressed store's inverted lists)")
         used = {field: getattr(self.two_stage, field) for field in ("t2i_candidates", "i2t_candidates")}
-        sources = {self.two_stage.union_with if v == "union" else v for v in used.values()}
-        if (bad := "tokens" if self.token_store == "compressed" else "centroids") in sources:
-            problems.append(f"two_stage: candidates from {bad!r} ({', '.join(f'{k}={v}' for k, v in used.items())}, "
+        if wrong in {self.two_stage.union_with if v == "union" else v for v in used.values()}:
+            problems.append(f"two_stage: candidates from {wrong!r} ({', '.join(f'{k}={v}' for k, v in used.items())}, "
                             f"union_with={self.two_stage.union_with}) with token_store: {self.token_store}; expected "
-                            f"{'centroids' if bad == 'tokens' else 'tokens'} or global")
+                            f"{right} or global")
         return problems
 
 

@@ -71,25 +71,12 @@ def sample_both_sides(sides: dict[str, EmbeddingSet], n_points: int, seed: int) 
     return sample[np.random.default_rng(seed).permutation(len(sample))]
 
 
-def _with_faiss_threads(threads: int, fn, *args):
-    """``fn(*args)`` with FAISS on ``threads`` OpenMP threads, restored after: a pooled Ray worker
-    keeps the thread count its process started with (1 for a 1-CPU task), whatever the task asked for."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(threads)
-    try:
-        return fn(*args)
-    finally:
-        faiss.omp_set_num_threads(before)
-
-
 def train_codec(sides: dict[str, EmbeddingSet], out_root: Location, section: CompressSection) -> dict:
     """Trains the shared centroids and the residual buckets, writes them under ``<out>/codec``; returns codec.json.
 
     An existing codec.json is returned as it is: the centroids are trained once per output.
     """
-    from teran_core.index.build import vectors_per_item
+    from teran_core.index.build import set_threads, vectors_per_item
     from teran_core.index.layout import PartSpec
 
     where = out_root.join(CODEC_DIR, "codec.json")
@@ -104,8 +91,8 @@ def train_codec(sides: dict[str, EmbeddingSet], out_root: Location, section: Com
     if len(heldout) == 0:  # a set smaller than the sample asked for: the held-out share is what is left
         train, heldout = sample[: len(sample) * 4 // 5], sample[len(sample) * 4 // 5:]
     k = min(k, centroid_count(n_tokens, len(train))) if not section.n_centroids else k
-    codec = fit_codec(_with_faiss_threads(int(section.train_task_cpus), train_centroids, train, k, section.seed, section.niter),
-                      heldout, section.nbits)
+    set_threads(int(section.train_task_cpus))  # as the index tasks do: a pooled Ray worker keeps the thread count it started with
+    codec = fit_codec(train_centroids(train, k, section.seed, section.niter), heldout, section.nbits)
     return write_codec(out_root, codec, {"tokens": n_tokens, "train_points": len(train), "heldout_points": len(heldout),
                                          "seconds": round(time.perf_counter() - start, 3)})
 
