@@ -32,6 +32,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +65,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--i2t-queries", type=int, default=50)
     p.add_argument("--k-primes", type=int, nargs="+", default=list(K_PRIMES), help="K' per direction")
     p.add_argument("--nbits", type=int, default=2, choices=[1, 2])
-    p.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
+    p.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES,
+                   help="without tokens, the fp16 index has no IVF-Flat token parts (their build is the long one at 100K)")
+    p.add_argument("--exhaustive-stores", nargs="+", default=["fp16", "res"], choices=["fp16", "res"],
+                   help="stores scored exhaustively; fp16 is the reference every ratio uses, so it is always scored")
     p.add_argument("--workdir", help="where everything goes (default: a temporary folder)")
     p.add_argument("--json", help="also write the results here")
     return p.parse_args(argv)
@@ -77,6 +82,15 @@ def run_job(module: str, config: dict, path: Path) -> None:
                               stdout=log, stderr=subprocess.STDOUT, check=False).returncode
     if code:
         raise RuntimeError(f"jobs.{module} failed ({code}); see {path.with_suffix('.log')}")
+
+
+@contextmanager
+def timed(seconds: dict, phase: str):
+    """Adds the wall time of the block to ``seconds[phase]`` and prints it."""
+    start = time.perf_counter()
+    yield
+    seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - start
+    print(f"[{phase}] {seconds[phase]:.0f} s", flush=True)
 
 
 def encode_collection(args, n: int, work: Path) -> Path:
@@ -134,15 +148,21 @@ def queries_of(side: EmbeddingSet, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(len(side), size=min(n, len(side)), replace=False))
 
 
-def run_size(args, emb_root: Path, work: Path) -> dict:
+def run_size(args, emb_root: Path, work: Path, seconds: dict) -> dict:
     res_root = work / "emb-res"
     if not (res_root / "captions" / "manifest.json").exists():
-        compress(resolve(str(emb_root)), resolve(str(res_root)), CompressSection(nbits=args.nbits, train_task_cpus=os.cpu_count()))
+        with timed(seconds, "compress"):
+            compress(resolve(str(emb_root)), resolve(str(res_root)), CompressSection(nbits=args.nbits, train_task_cpus=os.cpu_count()))
     section = dict(flat_max=0, hnsw_max=0, use_gpu=False)  # IVF for every FAISS part, as benchmarks/scale.py
-    for name, root, parts in (("fp16", emb_root, ["images-global", "captions-global", "images-regions", "captions-words"]),
+    token_parts = ["images-regions", "captions-words"] if "tokens" in args.sources else []
+    for name, root, parts in (("fp16", emb_root, ["images-global", "captions-global", *token_parts]),
                               ("res", res_root, ["images-global", "captions-global", "images-centroids", "captions-centroids"])):
-        if not (work / f"index-{name}" / "index.json").exists():
-            build_index(resolve(str(root)), resolve(str(work / f"index-{name}")), IndexSection(parts=parts, **section))
+        index_root = work / f"index-{name}"
+        if (index_root / "index.json").exists() and not set(parts) <= set(TeranIndex.open(str(index_root)).part_names):
+            raise SystemExit(f"{index_root} lacks some of {parts}: remove it to rebuild")
+        if not (index_root / "index.json").exists():
+            with timed(seconds, f"build-index {name}"):
+                build_index(resolve(str(root)), resolve(str(index_root)), IndexSection(parts=parts, **section))
     indexes = {name: TeranIndex.open(str(work / f"index-{name}")) for name in ("fp16", "res")}
     stores = {name: {side: idx.embeddings(side) for side in ("images", "captions")} for name, idx in indexes.items()}
     parts = {name: idx.parts() for name, idx in indexes.items()}
@@ -155,7 +175,7 @@ def run_size(args, emb_root: Path, work: Path) -> dict:
         captions_of[i].add(c)
     directions = {"captions": queries_of(captions, args.t2i_queries, 0), "images": queries_of(images, args.i2t_queries, 1)}
     truth = {"captions": [{int(owner[q])} for q in directions["captions"]], "images": [captions_of[q] for q in directions["images"]]}
-    out = {"images": len(images), "captions": len(captions), "exhaustive": {}, "sources": {}, "store": {}}
+    out = {"images": len(images), "captions": len(captions), "exhaustive": {}, "sources": {}, "store": {}, "seconds": seconds}
 
     def search(config, store, part_set, side):
         retriever = TwoStageRetriever(config, images=store["images"], captions=store["captions"], parts=part_set)
@@ -166,36 +186,39 @@ def run_size(args, emb_root: Path, work: Path) -> dict:
         return ranked, cands
 
     exhaustive_top = {}
-    for store_name in ("fp16", "res"):
-        for side in ("captions", "images"):
-            n_target = len(captions) if side == "images" else len(images)
-            config = TwoStageConfig(k_candidates=n_target, i2t_k_factor=1.0, t2i_candidates="global", i2t_candidates="global", query_batch=1)
-            ranked, _ = search(config, stores[store_name], {"images-global": AllItems(len(images)), "captions-global": AllItems(len(captions))}, side)
-            out["exhaustive"][f"{store_name}/{side}"] = {**recall_at(ranked.items, truth[side]),
-                                                         "latency_ms": 1000 * float(np.mean(ranked.batch_seconds)), "pairs": n_target}
-            if store_name == "fp16":
-                exhaustive_top[side] = ranked.items
-            print(f"exhaustive {store_name:5s} {side:8s} {out['exhaustive'][f'{store_name}/{side}']}", flush=True)
-    for source in args.sources:
-        for k_prime in args.k_primes:
-            store_name = "fp16" if source in ("tokens", "centroids-fp16") else "res"
-            part_set = parts["fp16"] if source == "tokens" else parts["res"]
-            name = {"centroids-fp16": "centroids", "union": "union"}.get(source, source)
-            config = TwoStageConfig(k_candidates=k_prime, i2t_k_factor=1.0, t2i_candidates=name, i2t_candidates=name,
-                                    union_with="centroids", query_batch=1, ndocs=max(k_prime, 256))
+    with timed(seconds, "exhaustive"):
+        for store_name in sorted({"fp16", *args.exhaustive_stores}):
             for side in ("captions", "images"):
-                ranked, cands = search(config, stores[store_name], part_set, side)
-                inside = np.mean([len(set(top[top >= 0]) & set(c)) / max(1, (top >= 0).sum()) for top, c in zip(exhaustive_top[side], cands)])
-                row = {**recall_at(ranked.items, truth[side]), "candidate_recall": float(inside),
-                       "pairs": float(np.mean(ranked.n_scored)), "latency_ms": 1000 * float(np.mean(ranked.batch_seconds))}
-                row["speedup"] = out["exhaustive"][f"fp16/{side}"]["latency_ms"] / row["latency_ms"]
-                out["sources"][f"{source}/{side}/{k_prime}"] = row
-                print(f"{source:15s} {side:8s} K'={k_prime:5d} " + " ".join(f"{k}={v:.3f}" for k, v in row.items()), flush=True)
+                n_target = len(captions) if side == "images" else len(images)
+                config = TwoStageConfig(k_candidates=n_target, i2t_k_factor=1.0, t2i_candidates="global", i2t_candidates="global", query_batch=1)
+                ranked, _ = search(config, stores[store_name], {"images-global": AllItems(len(images)), "captions-global": AllItems(len(captions))}, side)
+                out["exhaustive"][f"{store_name}/{side}"] = {**recall_at(ranked.items, truth[side]),
+                                                             "latency_ms": 1000 * float(np.mean(ranked.batch_seconds)), "pairs": n_target}
+                if store_name == "fp16":
+                    exhaustive_top[side] = ranked.items
+                print(f"exhaustive {store_name:5s} {side:8s} {out['exhaustive'][f'{store_name}/{side}']}", flush=True)
+    with timed(seconds, "stage-one sources"):
+        for source in args.sources:
+            for k_prime in args.k_primes:
+                store_name = "fp16" if source in ("tokens", "centroids-fp16") else "res"
+                part_set = parts["fp16"] if source == "tokens" else parts["res"]
+                name = {"centroids-fp16": "centroids", "union": "union"}.get(source, source)
+                config = TwoStageConfig(k_candidates=k_prime, i2t_k_factor=1.0, t2i_candidates=name, i2t_candidates=name,
+                                        union_with="centroids", query_batch=1, ndocs=max(k_prime, 256))
+                for side in ("captions", "images"):
+                    ranked, cands = search(config, stores[store_name], part_set, side)
+                    inside = np.mean([len(set(top[top >= 0]) & set(c)) / max(1, (top >= 0).sum()) for top, c in zip(exhaustive_top[side], cands)])
+                    row = {**recall_at(ranked.items, truth[side]), "candidate_recall": float(inside),
+                           "pairs": float(np.mean(ranked.n_scored)), "latency_ms": 1000 * float(np.mean(ranked.batch_seconds))}
+                    row["speedup"] = out["exhaustive"][f"fp16/{side}"]["latency_ms"] / row["latency_ms"]
+                    out["sources"][f"{source}/{side}/{k_prime}"] = row
+                    print(f"{source:15s} {side:8s} K'={k_prime:5d} " + " ".join(f"{k}={v:.3f}" for k, v in row.items()), flush=True)
     for name in ("fp16", "res"):
         sizes = [store_bytes(stores[name][side]) for side in ("images", "captions")]
         out["store"][name] = {"bytes_per_token": sum(s for s, _ in sizes) / sum(t for _, t in sizes),
                               "embeddings_bytes": disk(emb_root if name == "fp16" else res_root), "index_bytes": disk(work / f"index-{name}")}
         out["store"][name]["total_bytes"] = out["store"][name]["embeddings_bytes"] + out["store"][name]["index_bytes"]
+    out["store"]["fp16"]["token_parts"] = bool(token_parts)
     out["store"]["codec"] = {k: v for k, v in stores["res"]["images"].manifest["codec"].items() if k in ("nbits", "n_centroids", "dim")}
     return out
 
@@ -214,8 +237,10 @@ def print_tables(n: int, result: dict) -> None:
     s = result["store"]
     print(f"bytes/token: fp16 {s['fp16']['bytes_per_token']:.1f}, compressed {s['res']['bytes_per_token']:.1f} "
           f"({s['fp16']['bytes_per_token'] / s['res']['bytes_per_token']:.2f}x smaller; codec {s['codec']})")
-    print(f"disk: fp16 set + token index {s['fp16']['total_bytes'] / 2**20:.1f} MiB, compressed set + centroid lists "
+    fp16_index = "global and token parts" if s["fp16"]["token_parts"] else "global parts only"
+    print(f"disk: fp16 set + {fp16_index} {s['fp16']['total_bytes'] / 2**20:.1f} MiB, compressed set + global and centroid parts "
           f"{s['res']['total_bytes'] / 2**20:.1f} MiB ({s['fp16']['total_bytes'] / s['res']['total_bytes']:.2f}x smaller)")
+    print("wall s: " + ", ".join(f"{phase} {sec:.0f}" for phase, sec in result["seconds"].items()))
 
 
 def main(argv=None) -> int:
@@ -227,8 +252,12 @@ def main(argv=None) -> int:
     for label, given in runs:
         work = base / f"n{label}"
         work.mkdir(exist_ok=True)
-        emb = given or (work / "emb-fp16" if (work / "emb-fp16" / "captions" / "manifest.json").exists() else encode_collection(args, int(label), work))
-        results[label] = run_size(args, emb, work)
+        seconds: dict = {}
+        emb = given or work / "emb-fp16"
+        if not (emb / "captions" / "manifest.json").exists():
+            with timed(seconds, "synth + encode"):
+                encode_collection(args, int(label), work)
+        results[label] = run_size(args, emb, work, seconds)
         print_tables(label, results[label])
     print(f"\nmodel: {args.checkpoint or 'untrained reduced model (cost and agreement with exhaustive only, not retrieval quality)'}")
     if args.json:
