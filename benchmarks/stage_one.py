@@ -119,7 +119,8 @@ def encode_collection(args, n: int, work: Path) -> Path:
                           "output": {"uri": str(work / "dataset"), "overwrite": True}, "ray": ray}, work / "synth.yaml")
     run_job("encode", {"input": {"dataset": str(work / "dataset")}, "model": {"checkpoint": checkpoint},
                        "output": {"uri": str(work / "emb-fp16")},
-                       "encode": {"batch_size": 256, "cpus_per_actor": 0.5, "precision": "float32", "progress_interval_s": 60},
+                       "encode": {"batch_size": 256, "cpus_per_actor": 0.5, "torch_threads": os.cpu_count(),
+                                  "precision": "float32", "progress_interval_s": 60},
                        "ray": ray}, work / "encode.yaml")
     return work / "emb-fp16"
 
