@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO))
 
 from teran_core.alignment import TokenSet, alignment_scores  # noqa: E402
 from teran_core.compress.run import CompressSection, compress  # noqa: E402
-from teran_core.embedding_set import EmbeddingSet  # noqa: E402
+from teran_core.embedding_set import EmbeddingSet, from_table  # noqa: E402
 from teran_core.index.catalog import TeranIndex  # noqa: E402
 from teran_core.index.config import IndexSection  # noqa: E402
 from teran_core.index.run import build_index  # noqa: E402
@@ -129,23 +129,26 @@ def encode_collection(args, n: int, work: Path) -> Path:
 def exhaustive_top(side: str, queries, target: EmbeddingSet, k: int, config: TwoStageConfig, block_items: int = 1024) -> np.ndarray:
     """(Q, k) best items of the other side for every query, scoring all queries against blocks of the collection.
 
-    The same ranking as stage two over every item, at the cost of one read of the collection instead of one per query.
+    The same ranking as stage two over every item, reading each shard of the collection once for all queries.
     """
     query = TokenSet(queries.tokens, queries.lengths)
     best_items = np.full((len(queries.lengths), 0), -1, np.int64)
     best_scores = np.full((len(queries.lengths), 0), -np.inf)
+    first = 0
     with torch_threads(os.cpu_count()):
-        for first in range(0, len(target), block_items):
-            block = np.arange(first, min(first + block_items, len(target)))
-            fetched = target.fetch(block)
-            others = TokenSet(fetched.tokens, fetched.lengths)
-            pair = (query, others) if side == "images" else (others, query)
-            scores = alignment_scores(*pair, mode=config.mode, padding=config.padding).numpy().astype(np.float64)
-            scores = scores if side == "images" else scores.T  # (Q, B)
-            items = np.concatenate([best_items, np.broadcast_to(block, scores.shape)], 1)
-            scores = np.concatenate([best_scores, scores], 1)
-            order = np.lexsort((items, -scores))[:, :k]  # score descending, then item ascending, as stage two ranks
-            best_items, best_scores = np.take_along_axis(items, order, 1), np.take_along_axis(scores, order, 1)
+        for _, table in target.iter_shards():
+            for start in range(0, table.num_rows, block_items):
+                fetched = from_table(table.slice(start, block_items))
+                block = np.arange(first + start, first + start + len(fetched.lengths))
+                others = TokenSet(fetched.tokens, fetched.lengths)
+                pair = (query, others) if side == "images" else (others, query)
+                scores = alignment_scores(*pair, mode=config.mode, padding=config.padding).numpy().astype(np.float64)
+                scores = scores if side == "images" else scores.T  # (Q, B)
+                items = np.concatenate([best_items, np.broadcast_to(block, scores.shape)], 1)
+                scores = np.concatenate([best_scores, scores], 1)
+                order = np.lexsort((items, -scores))[:, :k]  # score descending, then item ascending, as stage two ranks
+                best_items, best_scores = np.take_along_axis(items, order, 1), np.take_along_axis(scores, order, 1)
+            first += table.num_rows
     return best_items
 
 
