@@ -201,9 +201,11 @@ def run_size(args, emb_root: Path, work: Path, seconds: dict) -> dict:
     truth = {"captions": [{int(owner[q])} for q in directions["captions"]], "images": [captions_of[q] for q in directions["images"]]}
     out = {"images": len(images), "captions": len(captions), "exhaustive": {}, "sources": {}, "store": {}, "seconds": seconds}
 
-    def search(config, store, part_set, side, query_items=None):
+    query_batches = {side: stores["fp16"][side].fetch(directions[side]) for side in directions}  # as the encoder gave them (fp16)
+
+    def search(config, store, part_set, side):
         retriever = TwoStageRetriever(config, images=store["images"], captions=store["captions"], parts=part_set)
-        batch = stores["fp16"][side].fetch(directions[side] if query_items is None else query_items)  # queries as the encoder gave them (fp16)
+        batch = query_batches[side]
         ranked = retriever.search(side, batch, k=10)
         cands = [c for start in range(len(batch)) for c in retriever.candidates(
             side, batch.tokens[start:start + 1], batch.lengths[start:start + 1])]
@@ -216,10 +218,11 @@ def run_size(args, emb_root: Path, work: Path, seconds: dict) -> dict:
             for side in ("captions", "images"):
                 target = stores[store_name]["images" if side == "captions" else "captions"]
                 saved = work / f"exhaustive-{store_name}-{side}.npz"  # a rerun reuses the rankings of the same queries
-                if saved.exists() and np.array_equal(np.load(saved)["queries"], directions[side]):
-                    top = np.load(saved)["top"]
+                earlier = np.load(saved) if saved.exists() else None
+                if earlier is not None and np.array_equal(earlier["queries"], directions[side]):
+                    top = earlier["top"]
                 else:
-                    top = exhaustive_top(side, stores["fp16"][side].fetch(directions[side]), target, 10, exact)
+                    top = exhaustive_top(side, query_batches[side], target, 10, exact)
                     np.savez(saved, queries=directions[side], top=top)
                 latency = []
                 for query in directions[side][: args.exhaustive_latency_queries]:  # the same scoring, one query at a time
@@ -291,7 +294,7 @@ def main(argv=None) -> int:
         emb = given or work / "emb-fp16"
         if not (emb / "captions" / "manifest.json").exists():
             with timed(seconds, "synth + encode"):
-                encode_collection(args, int(label), work)
+                emb = encode_collection(args, int(label), work)
         results[label] = run_size(args, emb, work, seconds)
         print_tables(label, results[label])
     print(f"\nmodel: {args.checkpoint or 'untrained reduced model (cost and agreement with exhaustive only, not retrieval quality)'}")
