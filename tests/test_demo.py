@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from job_output import own_output
 
 from jobs.demo_config import DemoJobConfig
 from jobs.demo_plan import MODELS, demo_plan
@@ -33,7 +34,7 @@ def test_demo_runs_on_the_s3_store(s3_server, s3_root):
                             capture_output=True, text=True, timeout=880)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert f"[demo] report: {root.join('report.md').uri}" in result.stdout
-    assert result.stdout.rstrip().endswith(f"[demo] open in a browser: {root.join('report.html').uri}")
+    assert own_output(result.stdout).rstrip().endswith(f"[demo] open in a browser: {root.join('report.html').uri}")
     page = root.join("report.html").read_text()
     assert "word–region alignment" in page and "training curves: teran" in page and "TERAN two-stage: recall against K" in page
     report = root.join("report.md").read_text()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pyarrow as pa
 import pytest
+from job_output import printed_json
 
 from jobs import convert as convert_job
 from teran_core.data import DatasetManifest, check_dataset, collate_images, load_split, read_shard
@@ -58,7 +57,7 @@ def test_convert_job_round_trips_every_value(kind, source_layout, storage_root, 
     if not out.is_local:
         argv.append(f"storage.endpoint_override={out.storage.endpoint_override}")
     assert convert_job.main(argv) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = printed_json(capsys.readouterr().out)
     assert summary["counts"] == {"images": len(expected.images), "captions": len(expected.captions)}
     assert summary["unreferenced_captions"] == (len(expected.images) if kind == "coco" else 0)  # COCO's 6th captions
     assert len(DatasetManifest.load(out).shards["images"]) == len(expected.images) // 3 + (len(expected.images) % 3 > 0)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from job_output import printed_json
 
 from jobs import synth as synth_job
 from teran_core.data import DatasetManifest, check_dataset, load_split
@@ -20,7 +19,7 @@ def test_synth_job_matches_the_pure_generator(storage_root, ray_session, tmp_pat
     if not out.is_local:
         argv.append(f"storage.endpoint_override={out.storage.endpoint_override}")
     assert synth_job.main(argv) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = printed_json(capsys.readouterr().out)
     assert summary["counts"] == {"images": 240, "captions": 1200} and summary["shards"] == 4
     assert summary["splits"] == {"test": 80, "dev": 40, "train": 120}
     reference = generate_dataset(SynthConfig(images=240, seed=3, feature_dim=16, test_images=80, dev_images=40, images_per_shard=60),

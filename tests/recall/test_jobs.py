@@ -5,6 +5,7 @@ import logging
 
 import numpy as np
 import pytest
+from job_output import printed_json
 
 from jobs import build_index, evaluate
 from teran_core.data import load_split
@@ -45,7 +46,7 @@ def test_build_index_then_evaluate(ray_session, storage_root, capsys, caplog):
     build = ["--config", "configs/build_index.yaml", f"paths.embeddings={emb.uri}", f"paths.index={index.uri}",
              "index.add_task_cpus=0.5", *common]
     assert build_index.main(build) == 0
-    summary = json.loads(capsys.readouterr().out)
+    summary = printed_json(capsys.readouterr().out)
     assert {name: p["ntotal"] for name, p in summary["parts"].items()} == {
         "images-global": n_images, "captions-global": n_captions, "images-regions": n_images * 5,
         "captions-words": summary["parts"]["captions-words"]["ntotal"]}
@@ -98,7 +99,7 @@ def test_centroid_lists_on_ray_then_evaluate_from_the_compressed_store(ray_sessi
     parts = "index.parts=[images-global,captions-global,images-centroids,captions-centroids]"
     assert build_index.main(["--config", "configs/build_index.yaml", f"paths.embeddings={emb.uri}", f"paths.index={index.uri}",
                              parts, "index.add_task_cpus=0.5", *common]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    summary = printed_json(capsys.readouterr().out)
     assert summary["parts"]["images-centroids"]["factory"] == "centroids"
     assert summary["parts"]["images-centroids"]["shards"] == 2
     lists = TeranIndex.open(index).part("images-centroids")

@@ -9,6 +9,7 @@ import time
 
 import pytest
 import yaml
+from job_output import own_output
 from process_helpers import fresh_machine, registered_checkpoints
 
 from teran_core.checkpoint import load_checkpoint
@@ -56,7 +57,8 @@ def test_killed_training_resumes_from_its_last_checkpoint(tiny_dataset, tiny_mod
     steps = [row["step"] for row in history]
     assert steps == [steps[0] * (k + 1) for k in range(3)]  # the steps continue where the first run stopped
     assert (tmp_path / "export" / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    summary = json.loads(second.stdout[second.stdout.index("{"):])
+    own = own_output(second.stdout)
+    summary = json.loads(own[own.index("{"):])
     assert summary["export"] == str(tmp_path / "export")
     model = load_checkpoint(str(tmp_path / "export"))
     assert model.encode_texts(["a red car left of a dog"]).tokens.shape[-1] == tiny_model_kwargs["embed_size"]
