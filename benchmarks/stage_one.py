@@ -12,13 +12,14 @@ parts, today's) and one over the compressed set (global + centroid lists).
 
 Printed, on the same sampled queries, one query at a time:
 - exhaustive R@1/5/10 on the fp16 and on the compressed store: every query scored against blocks of
-  the collection (one read of it; the rankings are kept in the workdir for a rerun), and its latency:
+  the collection (one pass over it; the rankings are kept in the workdir for a rerun), and its latency:
   the same blocked scoring run on the first ``--exhaustive-latency-queries`` of each direction, one
-  query at a time (each reads the whole collection, as an exhaustive query without it in RAM does);
+  query at a time, over the same store the two-stage rows fetch from (``--tokens-in``: held in RAM as
+  stored, the default, or read from the shards on every fetch);
 - per stage-one source and K' (both directions): candidate recall@K' (share of the exhaustive
   top-10 inside the candidates), two-stage R@1/5/10, pairs scored per query, latency per query
   (both stages) and the speed-up over exhaustive;
-- bytes per token of each store and the disk use of each whole setup.
+- bytes per token of each store, the disk use of each whole setup and, in RAM, the bytes each store holds.
 Sources: ``tokens`` (fp16 store, today's), ``centroids`` (compressed store), ``centroids-fp16``
 (the same candidates scored on the fp16 store: what compression costs stage two), ``global`` and
 ``union`` (global + centroids), both on the compressed store. The distilled global head, where it
@@ -47,7 +48,7 @@ sys.path.insert(0, str(REPO))
 
 from teran_core.alignment import TokenSet, alignment_scores  # noqa: E402
 from teran_core.compress.run import CompressSection, compress  # noqa: E402
-from teran_core.embedding_set import EmbeddingSet, from_table  # noqa: E402
+from teran_core.embedding_set import EmbeddingSet, InMemoryTokens, from_table  # noqa: E402
 from teran_core.index.catalog import TeranIndex  # noqa: E402
 from teran_core.index.config import IndexSection  # noqa: E402
 from teran_core.index.run import build_index  # noqa: E402
@@ -75,6 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="queries per direction timed one at a time for exhaustive latency (the rankings score all queries per block)")
     p.add_argument("--exhaustive-stores", nargs="+", default=["fp16", "res"], choices=["fp16", "res"],
                    help="stores scored exhaustively; fp16 is the reference every ratio uses, so it is always scored")
+    p.add_argument("--tokens-in", choices=["memory", "storage"], default="memory",
+                   help="memory: each store's shards held in RAM as stored (compressed stays compressed; PLAID keeps its index "
+                        "resident) and decoded per fetch; storage: every fetch reads the shards")
     p.add_argument("--workdir", help="where everything goes (default: a temporary folder)")
     p.add_argument("--json", help="also write the results here")
     return p.parse_args(argv)
@@ -126,29 +130,39 @@ def encode_collection(args, n: int, work: Path) -> Path:
     return work / "emb-fp16"
 
 
-def exhaustive_top(side: str, queries, target: EmbeddingSet, k: int, config: TwoStageConfig, block_items: int = 1024) -> np.ndarray:
+def blocks(target, block_items: int):
+    """(first item, table) of consecutive blocks of a store: from RAM by fetch, from storage one shard read at a time."""
+    if isinstance(target, InMemoryTokens):
+        for start in range(0, len(target), block_items):
+            yield start, target.fetch_table(np.arange(start, min(start + block_items, len(target))))
+        return
+    first = 0
+    for _, table in target.iter_shards():
+        for start in range(0, table.num_rows, block_items):
+            yield first + start, table.slice(start, block_items)
+        first += table.num_rows
+
+
+def exhaustive_top(side: str, queries, target, k: int, config: TwoStageConfig, block_items: int = 1024) -> np.ndarray:
     """(Q, k) best items of the other side for every query, scoring all queries against blocks of the collection.
 
-    The same ranking as stage two over every item, reading each shard of the collection once for all queries.
+    The same ranking as stage two over every item, reading the collection once for all queries.
     """
     query = TokenSet(queries.tokens, queries.lengths)
     best_items = np.full((len(queries.lengths), 0), -1, np.int64)
     best_scores = np.full((len(queries.lengths), 0), -np.inf)
-    first = 0
     with torch_threads(os.cpu_count()):
-        for _, table in target.iter_shards():
-            for start in range(0, table.num_rows, block_items):
-                fetched = from_table(table.slice(start, block_items))
-                block = np.arange(first + start, first + start + len(fetched.lengths))
-                others = TokenSet(fetched.tokens, fetched.lengths)
-                pair = (query, others) if side == "images" else (others, query)
-                scores = alignment_scores(*pair, mode=config.mode, padding=config.padding).numpy().astype(np.float64)
-                scores = scores if side == "images" else scores.T  # (Q, B)
-                items = np.concatenate([best_items, np.broadcast_to(block, scores.shape)], 1)
-                scores = np.concatenate([best_scores, scores], 1)
-                order = np.lexsort((items, -scores))[:, :k]  # score descending, then item ascending, as stage two ranks
-                best_items, best_scores = np.take_along_axis(items, order, 1), np.take_along_axis(scores, order, 1)
-            first += table.num_rows
+        for first, table in blocks(target, block_items):
+            fetched = from_table(table)
+            block = np.arange(first, first + len(fetched.lengths))
+            others = TokenSet(fetched.tokens, fetched.lengths)
+            pair = (query, others) if side == "images" else (others, query)
+            scores = alignment_scores(*pair, mode=config.mode, padding=config.padding).numpy().astype(np.float64)
+            scores = scores if side == "images" else scores.T  # (Q, B)
+            items = np.concatenate([best_items, np.broadcast_to(block, scores.shape)], 1)
+            scores = np.concatenate([best_scores, scores], 1)
+            order = np.lexsort((items, -scores))[:, :k]  # score descending, then item ascending, as stage two ranks
+            best_items, best_scores = np.take_along_axis(items, order, 1), np.take_along_axis(scores, order, 1)
     return best_items
 
 
@@ -188,9 +202,13 @@ def run_size(args, emb_root: Path, work: Path, seconds: dict) -> dict:
             with timed(seconds, f"build-index {name}"):
                 build_index(resolve(str(root)), resolve(str(index_root)), IndexSection(parts=parts, **section))
     indexes = {name: TeranIndex.open(str(work / f"index-{name}")) for name in ("fp16", "res")}
-    stores = {name: {side: idx.embeddings(side) for side in ("images", "captions")} for name, idx in indexes.items()}
+    sets = {name: {side: idx.embeddings(side) for side in ("images", "captions")} for name, idx in indexes.items()}
+    stores = sets
+    if args.tokens_in == "memory":
+        with timed(seconds, "load into RAM"):
+            stores = {name: {side: emb.load() for side, emb in pair.items()} for name, pair in sets.items()}
     parts = {name: idx.parts() for name, idx in indexes.items()}
-    images, captions = stores["fp16"]["images"], stores["fp16"]["captions"]
+    images, captions = sets["fp16"]["images"], sets["fp16"]["captions"]
     image_ids, caption_ids = images.read_ids(), captions.read_ids()
     position = {image_id: i for i, image_id in enumerate(image_ids)}
     owner = np.array([position[c.rsplit("-", 1)[0]] for c in caption_ids])  # synthetic ids: <image_id>-<k>
@@ -199,7 +217,8 @@ def run_size(args, emb_root: Path, work: Path, seconds: dict) -> dict:
         captions_of[i].add(c)
     directions = {"captions": queries_of(captions, args.t2i_queries, 0), "images": queries_of(images, args.i2t_queries, 1)}
     truth = {"captions": [{int(owner[q])} for q in directions["captions"]], "images": [captions_of[q] for q in directions["images"]]}
-    out = {"images": len(images), "captions": len(captions), "exhaustive": {}, "sources": {}, "store": {}, "seconds": seconds}
+    out = {"images": len(images), "captions": len(captions), "tokens_in": args.tokens_in, "exhaustive": {}, "sources": {},
+           "store": {}, "seconds": seconds}
 
     query_batches = {side: stores["fp16"][side].fetch(directions[side]) for side in directions}  # as the encoder gave them (fp16)
 
@@ -251,12 +270,14 @@ def run_size(args, emb_root: Path, work: Path, seconds: dict) -> dict:
                     out["sources"][f"{source}/{side}/{k_prime}"] = row
                     print(f"{source:15s} {side:8s} K'={k_prime:5d} " + " ".join(f"{k}={v:.3f}" for k, v in row.items()), flush=True)
     for name in ("fp16", "res"):
-        sizes = [store_bytes(stores[name][side]) for side in ("images", "captions")]
+        sizes = [store_bytes(sets[name][side]) for side in ("images", "captions")]
         out["store"][name] = {"bytes_per_token": sum(s for s, _ in sizes) / sum(t for _, t in sizes),
                               "embeddings_bytes": disk(emb_root if name == "fp16" else res_root), "index_bytes": disk(work / f"index-{name}")}
         out["store"][name]["total_bytes"] = out["store"][name]["embeddings_bytes"] + out["store"][name]["index_bytes"]
+        if args.tokens_in == "memory":
+            out["store"][name]["resident_bytes"] = sum(stores[name][side].nbytes for side in ("images", "captions"))
     out["store"]["fp16"]["token_parts"] = bool(token_parts)
-    out["store"]["codec"] = {k: v for k, v in stores["res"]["images"].manifest["codec"].items() if k in ("nbits", "n_centroids", "dim")}
+    out["store"]["codec"] = {k: v for k, v in sets["res"]["images"].manifest["codec"].items() if k in ("nbits", "n_centroids", "dim")}
     return out
 
 
@@ -278,6 +299,9 @@ def print_tables(n: int, result: dict) -> None:
     fp16_index = "global and token parts" if s["fp16"]["token_parts"] else "global parts only"
     print(f"disk: fp16 set + {fp16_index} {s['fp16']['total_bytes'] / 2**20:.1f} MiB, compressed set + global and centroid parts "
           f"{s['res']['total_bytes'] / 2**20:.1f} MiB ({s['fp16']['total_bytes'] / s['res']['total_bytes']:.2f}x smaller)")
+    if "resident_bytes" in s["res"]:
+        print(f"in RAM (both sides, as stored): fp16 {s['fp16']['resident_bytes'] / 2**20:.1f} MiB, "
+              f"compressed {s['res']['resident_bytes'] / 2**20:.1f} MiB")
     print("wall s: " + ", ".join(f"{phase} {sec:.0f}" for phase, sec in result["seconds"].items()))
 
 

@@ -10,6 +10,7 @@ bytes a token. At D = 128: 4 B of centroid id + 16 B (1 bit) or 32 B (2 bits), a
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -102,9 +103,22 @@ class ResidualCodec:
         buckets = np.searchsorted(self.cutoffs, vectors - self.centroids[codes], side="right")  # (T, D)
         return codes, pack_bits(buckets, self.nbits)
 
+    @functools.cached_property
+    def byte_values(self) -> np.ndarray:
+        """(256, 8 / nbits) float32: the residual values one packed byte decodes to (ColBERT's lookup table)."""
+        every_byte = np.arange(256, dtype=np.uint8)[:, None]  # (256, 1)
+        return self.weights.astype(np.float32)[unpack_bits(every_byte, 8 // self.nbits, self.nbits)]
+
     def decode(self, codes: np.ndarray, packed: np.ndarray) -> np.ndarray:
-        """(T, D) float32 centroid + bucket midpoints, as stored (not renormalised)."""
-        return self.centroids[codes] + self.weights.astype(np.float32)[unpack_bits(packed, self.dim, self.nbits)]
+        """(T, D) float32 centroid + bucket midpoints, as stored (not renormalised).
+
+        Example:
+            >>> codec = ResidualCodec(np.zeros((1, 4), np.float32), 2, np.array([-3.0, -1.0, 0.0, 1.0, 3.0]))
+            >>> codec.decode(np.array([0]), pack_bits(np.array([[3, 0, 1, 2]]), 2)).tolist()
+            [[2.0, -2.0, -0.5, 0.5]]
+        """
+        residuals = self.byte_values[packed].reshape(len(packed), self.dim)  # one lookup a byte, not a shift a bit
+        return self.centroids[codes] + residuals
 
     def decompress(self, codes: np.ndarray, packed: np.ndarray) -> np.ndarray:
         """(T, D) float32 decoded tokens rescaled to unit norm, as every token store hands them out.
@@ -145,5 +159,4 @@ def fit_codec(centroids: np.ndarray, heldout: np.ndarray, nbits: int) -> Residua
     residuals = heldout - codec.centroids[codec.assign(heldout)]  # (n, D)
     levels = np.linspace(0, 1, 2**nbits + 1)
     levels[0], levels[-1] = TAIL, 1 - TAIL
-    codec.edges = np.quantile(residuals.reshape(-1), levels).astype(np.float64)
-    return codec
+    return ResidualCodec(codec.centroids, nbits, np.quantile(residuals.reshape(-1), levels).astype(np.float64))

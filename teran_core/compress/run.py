@@ -28,7 +28,7 @@ from teran_core.compress.codec import fit_codec
 from teran_core.compress.store import CODEC_DIR, COMPRESSED_FORMAT_VERSION, compress_table, compressed_schema, read_codec, write_codec
 from teran_core.config import knob
 from teran_core.data.writer import write_parquet
-from teran_core.embedding_set import KINDS, EmbeddingSet, ShardInfo
+from teran_core.embedding_set import KINDS, ROW_GROUP_ITEMS, EmbeddingSet, ShardInfo
 from teran_core.executor import Executor, LocalExecutor
 from teran_core.storage import Location
 
@@ -125,7 +125,7 @@ def compress_shard(emb: EmbeddingSet, shard: ShardInfo, out_root: Location, code
     table = compress_table(source, read_codec(out_root, codec_entry))
     if table.column("id").to_pylist() != source.column("id").to_pylist():
         raise ValueError(f"{emb.location.join(shard.name).uri}: compressed rows differ from the source rows; nothing was written")
-    info = write_parquet(out_side.join(shard.name), table, compressed_schema(emb.dim))
+    info = write_parquet(out_side.join(shard.name), table, compressed_schema(emb.dim), ROW_GROUP_ITEMS)
     marker = {"rows": info.rows, "sha256": info.sha256, "bytes": info.bytes, "source": shard.name,
               "source_sha256": entry.get("sha256"), "centroids_sha256": codec_entry["centroids_sha256"],
               "nbits": codec_entry["nbits"], "seconds": round(time.perf_counter() - start, 3)}

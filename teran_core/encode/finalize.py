@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from teran_core.data.errors import REJECT_SCHEMA
 from teran_core.data.writer import write_parquet
-from teran_core.embedding_set import EMBEDDINGS_FORMAT_VERSION, embedding_schema
+from teran_core.embedding_set import EMBEDDINGS_FORMAT_VERSION, ROW_GROUP_ITEMS, embedding_schema
 from teran_core.encode.layout import SideLayout
 from teran_core.encode.plan import ShardTask, marker_problem
 
@@ -76,7 +76,8 @@ def finalize_shard(task: ShardTask, parts: list[str], rejects: list[dict], layou
         write_parquet(layout.rejects(task.stem), reject_table, REJECT_SCHEMA)
     else:
         layout.rejects(task.stem).remove()  # from an earlier attempt at this shard
-    shard = write_parquet(layout.shard(task.stem), encoded.sort_by("row").select(schema.names).cast(schema), schema)
+    shard = write_parquet(layout.shard(task.stem), encoded.sort_by("row").select(schema.names).cast(schema), schema,
+                          ROW_GROUP_ITEMS)
     marker = {
         "rows": shard.rows, "sha256": shard.sha256, "bytes": shard.bytes, "source": task.name,
         "source_sha256": task.sha256, "rejected": len(rejects), "job_id": job_id, "dim": dim,

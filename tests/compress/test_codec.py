@@ -8,7 +8,7 @@ from teran_core.alignment import TokenSet, alignment_scores
 from teran_core.compress import centroid_count, fit_codec, train_centroids
 from teran_core.compress.codec import pack_bits, unpack_bits
 from teran_core.compress.run import CompressSection, compress
-from teran_core.embedding_set import EmbeddingSet
+from teran_core.embedding_set import ROW_GROUP_ITEMS, EmbeddingSet
 from teran_core.index.synthetic import GroundedSpec, write_grounded_embeddings
 from teran_core.storage import resolve
 
@@ -94,3 +94,21 @@ def test_a_rerun_reuses_the_codec_and_skips_finished_shards(tmp_path):
     again = compress(root.join("fp16"), root.join("res"), CompressSection(seed=2))  # another seed: still reused
     assert again["codec"] == first["codec"] and root.join("res", "codec", "centroids.npy").read_bytes() == centroids
     assert again["codec_reused"] and {side: s["skipped"] for side, s in again["sides"].items()} == {"images": 2, "captions": 2}
+
+
+def test_a_loaded_compressed_set_stays_compressed_and_decodes_only_what_is_fetched(tmp_path):
+    root = resolve(str(tmp_path))
+    write_grounded_embeddings(root.join("fp16"), GroundedSpec(images=300, dim=16, images_per_shard=150, seed=5))
+    compress(root.join("fp16"), root.join("res"), CompressSection(nbits=2))
+    fp16, res = (EmbeddingSet.open(root.join(name, "captions")) for name in ("fp16", "res"))
+    for shard in res.shards:  # 750 captions a shard, in groups fetch can read one at a time
+        with res._parquet(shard) as parquet:
+            groups = [parquet.metadata.row_group(g).num_rows for g in range(parquet.metadata.num_row_groups)]
+        assert sum(groups) == shard.rows and max(groups) == ROW_GROUP_ITEMS
+    resident = {name: emb.load() for name, emb in (("fp16", fp16), ("res", res))}
+    ask = [1499, 3, 760, 3, 749, 750]  # both shards, out of order, a duplicate, both sides of the boundary
+    got, from_disk = resident["res"].fetch(ask), res.fetch(ask)
+    assert got.ids == from_disk.ids == [f"cap{i // 5:08d}-{i % 5}" for i in ask]
+    np.testing.assert_array_equal(got.tokens, from_disk.tokens)
+    np.testing.assert_array_equal(resident["fp16"].fetch(ask).tokens, fp16.fetch(ask).tokens)
+    assert resident["res"].nbytes < resident["fp16"].nbytes / 2  # codes and packed bits in RAM, not decoded floats
