@@ -123,15 +123,18 @@ def plaid_defaults(k: int) -> tuple[int, float, int]:
     return next(settings for bound, settings in PLAID_DEFAULTS if bound is None or k <= bound)
 
 
-def approximate_scores(centroid_scores: np.ndarray, codes: np.ndarray, counts: np.ndarray, words_from: str) -> np.ndarray:
+def approximate_scores(centroid_scores: np.ndarray, codes: np.ndarray, counts: np.ndarray, words_from: str,
+                       threshold: float = -1.0) -> np.ndarray:
     """Approximate MrSw of n items from centroid scores alone.
 
     Args:
-        centroid_scores: (W, K) query tokens x centroids, pruned centroids already 0.
+        centroid_scores: (W, K) query tokens x centroids.
         codes: (T,) centroid ids of the items' content tokens, item after item.
         counts: (n,) tokens per item, each >= 1.
         words_from: "query" (text->image: sum over query words of the max over the item's centroids)
             or "items" (image->text: sum over the item's word centroids of the max over query regions).
+        threshold: centroids whose best score over the query tokens is below it count 0 (PLAID's
+            pruning); -1 or less prunes none.
 
     Example:
         >>> s = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.3]])  # 2 query tokens, 3 centroids
@@ -139,13 +142,27 @@ def approximate_scores(centroid_scores: np.ndarray, codes: np.ndarray, counts: n
         [1.2, 0.9]
         >>> approximate_scores(s, np.array([0, 2, 1]), np.array([2, 1]), "items").round(2).tolist()
         [1.2, 0.8]
+        >>> approximate_scores(s, np.array([0, 2, 1]), np.array([2, 1]), "query", threshold=0.5).round(2).tolist()
+        [1.1, 0.9]
     """
+    best_of_centroid = centroid_scores.max(axis=0)  # (K,)
+    kept = best_of_centroid >= threshold if threshold > -1 else np.ones(len(best_of_centroid), bool)
     starts = np.cumsum(counts) - counts
-    if words_from == "query":
-        return np.maximum.reduceat(centroid_scores[:, codes], starts, axis=1).sum(axis=0)  # (n,)
     if words_from == "items":
-        return np.add.reduceat(centroid_scores.max(axis=0)[codes], starts)
-    raise ValueError(f"words_from {words_from!r}: expected 'query' or 'items'")
+        return np.add.reduceat(np.where(kept, best_of_centroid, 0.0)[codes], starts)  # (n,)
+    if words_from != "query":
+        raise ValueError(f"words_from {words_from!r}: expected 'query' or 'items'")
+    # a pruned token scores 0 for every word, so only kept tokens are gathered (most are pruned: this is
+    # PLAID's saving); an item's best per word is its best kept token, floored at 0 where it has a pruned one
+    keep = kept[codes]
+    n_kept = np.add.reduceat(keep.astype(np.int64), starts)  # (n,)
+    best = np.zeros((len(counts), centroid_scores.shape[0]), centroid_scores.dtype)  # (n, W)
+    has = n_kept > 0
+    if has.any():
+        by_centroid = np.ascontiguousarray(centroid_scores.T)  # (K, W): a gathered token is one row
+        best[has] = np.maximum.reduceat(by_centroid[codes[keep]], (np.cumsum(n_kept) - n_kept)[has], axis=0)
+    np.maximum(best, 0.0, where=(n_kept < counts)[:, None], out=best)
+    return best.sum(axis=1)
 
 
 def centroid_candidates(lists, query_tokens: Sequence[np.ndarray], k: int, *, ncells: int, threshold: float, ndocs: int,
@@ -180,9 +197,7 @@ def centroid_candidates(lists, query_tokens: Sequence[np.ndarray], k: int, *, nc
         if items.size == 0:
             out.append(items)
             continue
-        if threshold > -1:
-            scores = np.where(scores.max(axis=0, keepdims=True) >= threshold, scores, 0.0)
-        approx = approximate_scores(scores, codes, counts[counts > 0], words_from)
+        approx = approximate_scores(scores, codes, counts[counts > 0], words_from, threshold)
         best = np.lexsort((items, -approx))[:keep_n]
         out.append(items[best])
     return out

@@ -82,3 +82,19 @@ def test_a_centroids_part_over_an_fp16_set_is_refused(tmp_path):
 def test_enumerated_and_ranged_centroid_settings_are_validated(bad):
     with pytest.raises(ConfigError):
         from_dict(TwoStageConfig, bad, source="x.yaml")
+
+
+@pytest.mark.parametrize("threshold", [-1.0, 0.0, 0.3, 0.9])
+def test_pruned_approximate_scores_equal_scoring_every_token_with_pruned_centroids_at_zero(threshold):
+    from teran_core.index.candidates import approximate_scores
+
+    rng = np.random.default_rng(7)
+    scores = rng.uniform(-0.5, 1.0, size=(5, 40))  # (W, K)
+    counts = rng.integers(1, 9, size=30)  # (n,)
+    codes = rng.integers(0, 40, size=int(counts.sum()))
+    pruned = np.where(scores.max(axis=0) >= threshold, scores, 0.0) if threshold > -1 else scores  # the definition
+    starts = np.cumsum(counts) - counts
+    by_word = np.maximum.reduceat(pruned[:, codes], starts, axis=1).sum(axis=0)  # every token of every item gathered
+    by_item = np.add.reduceat(pruned.max(axis=0)[codes], starts)
+    np.testing.assert_allclose(approximate_scores(scores, codes, counts, "query", threshold), by_word, rtol=1e-12)
+    np.testing.assert_allclose(approximate_scores(scores, codes, counts, "items", threshold), by_item, rtol=1e-12)
