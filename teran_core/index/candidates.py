@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from teran_core.index.idmap import SLOT_BITS, token_owners
 from teran_core.index.search import ShardedIndex
@@ -180,7 +181,8 @@ def centroid_candidates(lists, query_tokens: Sequence[np.ndarray], k: int, *, nc
         words_from: "query" for text->image, "items" for image->text (see :func:`approximate_scores`).
     """
     keep_n = min(k, ndocs)
-    ncells = min(ncells, int(lists.occupied.sum()))
+    occupied = np.flatnonzero(lists.occupied)  # (K_o,) centroids with items of the other side: the only ones probed
+    ncells = min(ncells, len(occupied))
     if ncells == 0:
         return [np.zeros(0, np.int64) for _ in query_tokens]
     out = []
@@ -189,8 +191,8 @@ def centroid_candidates(lists, query_tokens: Sequence[np.ndarray], k: int, *, nc
             out.append(np.zeros(0, np.int64))
             continue
         scores = np.asarray(tokens, np.float32) @ lists.centroids.T  # (W, K)
-        probe = np.where(lists.occupied, scores, -np.inf)  # only centroids with items of the other side
-        cells = np.unique(np.argpartition(-probe, ncells - 1, axis=1)[:, :ncells])
+        probe = torch.from_numpy(scores[:, occupied])  # (W, K_o); torch's top-k is ~20x numpy's argpartition here
+        cells = occupied[np.unique(probe.topk(ncells, dim=1).indices.numpy())]
         items = lists.items_in(cells)
         codes, counts = lists.forward(items)
         items = items[counts > 0]  # an item with no content token cannot be scored (it is in no list either)

@@ -105,6 +105,7 @@ class CentroidLists:
         self.centroids = np.ascontiguousarray(centroids, np.float32)
         self.shards = shards
         self._first = np.array([int(s["first_item"]) for s in shards], np.int64)  # (S,) shards in item order
+        self.n_items = sum(len(s["item_offsets"]) - 1 for s in shards)
         self.occupied = np.zeros(len(self.centroids), bool)  # (K,) centroids holding a token of this side
         for shard in shards:
             self.occupied |= np.diff(shard["list_offsets"]) > 0
@@ -129,9 +130,11 @@ class CentroidLists:
 
     def items_in(self, cells: np.ndarray) -> np.ndarray:
         """Sorted unique items of the inverted lists of ``cells`` (centroid ids)."""
-        parts = [s["list_items"][start:end] for s in self.shards
-                 for start, end in zip(s["list_offsets"][cells], s["list_offsets"][cells + 1]) if end > start]
-        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+        member = np.zeros(self.n_items, bool)  # (N,): marking is cheaper than np.unique over the lists' union
+        for s in self.shards:
+            for start, end in zip(s["list_offsets"][cells], s["list_offsets"][cells + 1]):
+                member[s["list_items"][start:end]] = True
+        return np.flatnonzero(member)
 
     def forward(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(codes (T,) of the content tokens of ``items`` (sorted), counts (n,) tokens per item)."""

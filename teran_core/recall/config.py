@@ -42,7 +42,7 @@ class EvalSection:
     latency_queries: int = knob(100, ge=0)  # queries timed one at a time for latency percentiles
     actors: int = knob(2, ge=1)  # evaluator actors, each holding the index and token stores
     actor_cpus: float = knob(1.0, gt=0)  # Ray CPUs per actor
-    in_memory: bool = False  # hold the embeddings in each actor's RAM (else fetch candidates from the shards)
+    in_memory: bool = False  # hold the embedding shards in each actor's RAM as stored, decoding only what is scored (else fetch from the shards)
     searcher_max_bytes: int = knob(2**31, ge=0)  # index shard bytes one searcher actor maps: the index is spread over ceil(index bytes / this) searchers, so no process's memory grows with the collection; 0 = each evaluator actor maps the whole index
     searcher_cpus: float = knob(0.0, ge=0)  # Ray CPUs per searcher actor; 0 because a searcher works only while an evaluator (which holds actor_cpus) waits for it
     searcher_start_timeout_s: float = knob(600.0, gt=0)  # searchers not started by then (no node with room) fail the job with the reason, instead of waiting forever
