@@ -181,8 +181,7 @@ def centroid_candidates(lists, query_tokens: Sequence[np.ndarray], k: int, *, nc
         words_from: "query" for text->image, "items" for image->text (see :func:`approximate_scores`).
     """
     keep_n = min(k, ndocs)
-    occupied = np.flatnonzero(lists.occupied)  # (K_o,) centroids with items of the other side: the only ones probed
-    ncells = min(ncells, len(occupied))
+    ncells = min(ncells, len(lists.occupied_ids))  # only centroids with items of the other side are scored and probed
     if ncells == 0:
         return [np.zeros(0, np.int64) for _ in query_tokens]
     out = []
@@ -190,9 +189,9 @@ def centroid_candidates(lists, query_tokens: Sequence[np.ndarray], k: int, *, nc
         if len(tokens) == 0:
             out.append(np.zeros(0, np.int64))
             continue
-        scores = np.asarray(tokens, np.float32) @ lists.centroids.T  # (W, K)
-        probe = torch.from_numpy(scores[:, occupied])  # (W, K_o); torch's top-k is ~20x numpy's argpartition here
-        cells = occupied[np.unique(probe.topk(ncells, dim=1).indices.numpy())]
+        scores = np.asarray(tokens, np.float32) @ lists.occupied_centroids.T  # (W, K_o)
+        top = torch.from_numpy(scores).topk(ncells, dim=1).indices.numpy()  # torch's top-k: ~20x numpy's argpartition here
+        cells = lists.occupied_ids[np.unique(top)]
         items = lists.items_in(cells)
         codes, counts = lists.forward(items)
         items = items[counts > 0]  # an item with no content token cannot be scored (it is in no list either)

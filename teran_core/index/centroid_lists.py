@@ -109,6 +109,13 @@ class CentroidLists:
         self.occupied = np.zeros(len(self.centroids), bool)  # (K,) centroids holding a token of this side
         for shard in shards:
             self.occupied |= np.diff(shard["list_offsets"]) > 0
+        # stage one scores a query against these alone (a third of all centroids for images at 100K), and the
+        # forward lists are kept as positions among them, so no score of an unoccupied centroid is ever computed
+        self.occupied_ids = np.flatnonzero(self.occupied)  # (K_o,)
+        self.occupied_centroids = np.ascontiguousarray(self.centroids[self.occupied_ids])  # (K_o, D)
+        position = np.full(len(self.centroids), -1, np.int32)
+        position[self.occupied_ids] = np.arange(len(self.occupied_ids), dtype=np.int32)
+        self._forward_codes = [position[s["item_codes"]] for s in shards]  # per shard (T_s,) occupied positions
 
     @classmethod
     def open(cls, part_root: Location, centroids: np.ndarray) -> "CentroidLists":
@@ -137,7 +144,8 @@ class CentroidLists:
         return np.flatnonzero(member)
 
     def forward(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(codes (T,) of the content tokens of ``items`` (sorted), counts (n,) tokens per item)."""
+        """(codes (T,) of the content tokens of ``items`` (sorted), counts (n,) tokens per item); a code is the
+        centroid's position in :attr:`occupied_ids`, the columns of scores against :attr:`occupied_centroids`."""
         shard_of = np.searchsorted(self._first, items, side="right") - 1
         codes, counts = [], []
         for s in np.unique(shard_of):
@@ -146,6 +154,6 @@ class CentroidLists:
             begin, end = shard["item_offsets"][rows], shard["item_offsets"][rows + 1]
             counts.append(end - begin)
             idx = np.repeat(begin - np.cumsum(end - begin) + (end - begin), end - begin) + np.arange(int((end - begin).sum()))
-            codes.append(shard["item_codes"][idx])
+            codes.append(self._forward_codes[s][idx])
         counts = np.concatenate(counts) if counts else np.zeros(0, np.int64)
         return (np.concatenate(codes) if codes else np.zeros(0, np.int32)), counts
