@@ -43,7 +43,7 @@ class IndexSection:
     memory_budget_gb: float = knob(16.0, gt=0)  # the most memory one part's index may take when searched
     flat_max: int = knob(100_000, ge=0)  # auto: exact search at or below this many vectors
     hnsw_max: int = knob(1_000_000, ge=0)  # auto: HNSW at or below this many vectors if it fits; 0 = never HNSW (each embedding shard gets its own graph and a query searches them all; IVF shards share one quantization)
-    nprobe: int = knob(0, ge=0)  # IVF lists searched per query; 0 = the choice's default (nlist/64, 8..256)
+    nprobe: int = knob(0, ge=0)  # IVF lists searched per query (raised for a top-k that many lists cannot hold: ~2k vectors); 0 = the choice's default (nlist/64, 8..256)
     seed: int = knob(0, ge=0)  # training-sample draw
     use_gpu: bool = True  # train on GPUs when faiss-gpu sees any (CPU otherwise)
     add_task_cpus: float = knob(1.0, gt=0)  # Ray CPUs per shard-add task (FAISS adds use that many threads' worth)

@@ -12,6 +12,8 @@ the number of shards, i.e. linearly with the collection.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -98,11 +100,27 @@ class ShardedIndex:
     def ntotal(self) -> int:
         return sum(int(s.ntotal) for s in self.shards)
 
+    def probes(self, k: int) -> int:
+        """IVF lists scanned for a top-k: the part's nprobe, raised until the lists scanned hold about 2k
+        vectors on average (a K' of 1,000 over lists of a few dozen would otherwise come back short, as
+        efSearch is raised to k for HNSW). 0 for a part that is not IVF.
+
+        Example:
+            >>> part = ShardedIndex({"factory": "IVF400,Flat", "nprobe": 8, "ntotal": 10_000}, [])
+            >>> part.probes(10), part.probes(1000)
+            (8, 80)
+        """
+        if not self.nprobe:
+            return 0
+        nlist = int(re.search(r"IVF(\d+)", self.manifest["factory"]).group(1))
+        per_list = max(int(self.manifest["ntotal"]) / nlist, 1.0)
+        return min(nlist, max(self.nprobe, math.ceil(2 * k / per_list)))
+
     def _params(self, k: int):
         import faiss
 
         if self.nprobe:
-            return faiss.SearchParametersIVF(nprobe=self.nprobe)
+            return faiss.SearchParametersIVF(nprobe=self.probes(k))
         if self.ef_search:
             return faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
         return None
@@ -139,7 +157,8 @@ class ShardedIndex:
         if isinstance(first, faiss.IndexPreTransform):  # OPQ: lists are chosen in the rotated space
             rotated = faiss.downcast_VectorTransform(first.chain.at(0)).apply(queries)
         quantizer = faiss.extract_index_ivf(first).quantizer
-        coarse_scores, lists = quantizer.search(rotated, self.nprobe)  # (Q, nprobe) each
+        nprobe = self.probes(k)
+        coarse_scores, lists = quantizer.search(rotated, nprobe)  # (Q, nprobe) each
         for shard in self.shards:
-            faiss.extract_index_ivf(shard).nprobe = self.nprobe
+            faiss.extract_index_ivf(shard).nprobe = nprobe
         return [search_preassigned(shard, queries, k, lists, coarse_scores) for shard in self.shards]

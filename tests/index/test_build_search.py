@@ -75,6 +75,21 @@ def test_ivf_shards_share_the_trained_quantizer(tmp_path, make_side):
     np.testing.assert_array_equal(sharded.search(queries, 10)[1], single.search(queries, 10)[1])
 
 
+def test_a_top_k_beyond_what_nprobe_lists_hold_probes_more_lists_and_comes_back_full(tmp_path, make_side):
+    emb, tokens, _ = make_side(resolve(str(tmp_path)).join("images"), "images", [150, 120, 130], dim=8)
+    root = resolve(str(tmp_path / "ivf"))
+    build_part(emb, PartSpec("images", "global"), choose_index(len(emb), 8, BUDGET, factory="IVF8,Flat"), root)
+    sharded = ShardedIndex.open(root)
+    sharded.nprobe = 1  # 50 vectors a list on average: one list cannot hold a top 120
+    queries = tokens[:20, 0] + 0.05
+    _, ids = sharded.search(queries, 120)
+    assert sharded.probes(120) == 5 and (ids >= 0).all()  # lists for 2 x 120 vectors
+    single = faiss.clone_index(read_faiss(root.join("trained.faiss")))
+    single.add_with_ids(tokens[:, 0], np.arange(400))
+    single.nprobe = 5
+    np.testing.assert_array_equal(ids, single.search(queries, 120)[1])
+
+
 def test_opq_pq_shards_rank_as_one_unsharded_index(tmp_path, make_side):
     # the coarse lists must be chosen on the OPQ-rotated queries, as the unsharded index chooses them
     emb, tokens, _ = make_side(resolve(str(tmp_path)).join("images"), "images", [150, 120, 130], dim=8)
