@@ -7,7 +7,7 @@ Per size: a grounded synthetic dataset (``teran synth``) encoded by ``teran enco
 checkpoint (default: an untrained reduced model, which measures cost and stage-one agreement with
 exhaustive scoring, not retrieval quality), or a given fp16 embedding set. Ground truth comes from
 the synthetic ids (caption ``<image_id>-<k>``). Then, in this process: ``compress`` (shared
-centroids + residual bits, docs/engine.md), an index over the fp16 set (global + IVF-Flat token
+centroids + residual bits, docs/engine.md), an index over the fp16 set (global + token
 parts, today's) and one over the compressed set (global + centroid lists).
 
 Printed, on the same sampled queries, one query at a time:
@@ -76,6 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="queries per direction timed one at a time for exhaustive latency (the rankings score all queries per block)")
     p.add_argument("--exhaustive-stores", nargs="+", default=["fp16", "res"], choices=["fp16", "res"],
                    help="stores scored exhaustively; fp16 is the reference every ratio uses, so it is always scored")
+    p.add_argument("--index-choice", choices=["auto", "ivf"], default="auto",
+                   help="auto: each FAISS part as teran build-index chooses by default (Flat to 100K vectors, HNSW to 1M, "
+                        "then IVF); ivf: IVF for every part, as benchmarks/scale.py (its default nprobe costs global recall)")
     p.add_argument("--tokens-in", choices=["memory", "storage"], default="memory",
                    help="memory: each store's shards held in RAM as stored (compressed stays compressed; PLAID keeps its index "
                         "resident) and decoded per fetch; storage: every fetch reads the shards")
@@ -166,6 +169,11 @@ def exhaustive_top(side: str, queries, target, k: int, config: TwoStageConfig, b
     return best_items
 
 
+def index_folder(work: Path, store: str, args) -> Path:
+    """``index-fp16`` / ``index-res``, with ``-ivf`` for indexes whose every FAISS part is IVF."""
+    return work / (f"index-{store}" + ("-ivf" if args.index_choice == "ivf" else ""))
+
+
 def disk(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -191,17 +199,17 @@ def run_size(args, emb_root: Path, work: Path, seconds: dict) -> dict:
     if not (res_root / "captions" / "manifest.json").exists():
         with timed(seconds, "compress"):
             compress(resolve(str(emb_root)), resolve(str(res_root)), CompressSection(nbits=args.nbits, train_task_cpus=os.cpu_count()))
-    section = dict(flat_max=0, hnsw_max=0, use_gpu=False)  # IVF for every FAISS part, as benchmarks/scale.py
+    section = dict(use_gpu=False) if args.index_choice == "auto" else dict(flat_max=0, hnsw_max=0, use_gpu=False)
     token_parts = ["images-regions", "captions-words"] if "tokens" in args.sources else []
     for name, root, parts in (("fp16", emb_root, ["images-global", "captions-global", *token_parts]),
                               ("res", res_root, ["images-global", "captions-global", "images-centroids", "captions-centroids"])):
-        index_root = work / f"index-{name}"
+        index_root = index_folder(work, name, args)
         if (index_root / "index.json").exists() and not set(parts) <= set(TeranIndex.open(str(index_root)).part_names):
             raise SystemExit(f"{index_root} lacks some of {parts}: remove it to rebuild")
         if not (index_root / "index.json").exists():
             with timed(seconds, f"build-index {name}"):
                 build_index(resolve(str(root)), resolve(str(index_root)), IndexSection(parts=parts, **section))
-    indexes = {name: TeranIndex.open(str(work / f"index-{name}")) for name in ("fp16", "res")}
+    indexes = {name: TeranIndex.open(str(index_folder(work, name, args))) for name in ("fp16", "res")}
     sets = {name: {side: idx.embeddings(side) for side in ("images", "captions")} for name, idx in indexes.items()}
     stores = sets
     if args.tokens_in == "memory":
@@ -272,7 +280,7 @@ def run_size(args, emb_root: Path, work: Path, seconds: dict) -> dict:
     for name in ("fp16", "res"):
         sizes = [store_bytes(sets[name][side]) for side in ("images", "captions")]
         out["store"][name] = {"bytes_per_token": sum(s for s, _ in sizes) / sum(t for _, t in sizes),
-                              "embeddings_bytes": disk(emb_root if name == "fp16" else res_root), "index_bytes": disk(work / f"index-{name}")}
+                              "embeddings_bytes": disk(emb_root if name == "fp16" else res_root), "index_bytes": disk(index_folder(work, name, args))}
         out["store"][name]["total_bytes"] = out["store"][name]["embeddings_bytes"] + out["store"][name]["index_bytes"]
         if args.tokens_in == "memory":
             out["store"][name]["resident_bytes"] = sum(stores[name][side].nbytes for side in ("images", "captions"))
