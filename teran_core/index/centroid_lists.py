@@ -106,12 +106,12 @@ class CentroidLists:
         self.shards = shards
         self._first = np.array([int(s["first_item"]) for s in shards], np.int64)  # (S,) shards in item order
         self.n_items = sum(len(s["item_offsets"]) - 1 for s in shards)
-        self.occupied = np.zeros(len(self.centroids), bool)  # (K,) centroids holding a token of this side
+        occupied = np.zeros(len(self.centroids), bool)  # (K,) centroids holding a token of this side
         for shard in shards:
-            self.occupied |= np.diff(shard["list_offsets"]) > 0
+            occupied |= np.diff(shard["list_offsets"]) > 0
         # stage one scores a query against these alone (a third of all centroids for images at 100K), and the
         # forward lists are kept as positions among them, so no score of an unoccupied centroid is ever computed
-        self.occupied_ids = np.flatnonzero(self.occupied)  # (K_o,)
+        self.occupied_ids = np.flatnonzero(occupied)  # (K_o,)
         self.occupied_centroids = np.ascontiguousarray(self.centroids[self.occupied_ids])  # (K_o, D)
         position = np.full(len(self.centroids), -1, np.int32)
         position[self.occupied_ids] = np.arange(len(self.occupied_ids), dtype=np.int32)
