@@ -39,6 +39,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from jobs.demo_report import METRICS  # noqa: E402
 from teran_core.model.config import TeranConfig  # noqa: E402
 
 
@@ -55,6 +56,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--queries", type=int, default=50, help="sampled test-split captions that query the whole collection")
     p.add_argument("--image-queries", type=int, default=10, help="sampled test-split images that query it (an exhaustive image "
                    "query scores 5N captions, a caption query N images)")
+    p.add_argument("--k-primes", type=int, nargs=2, default=[100, 200], metavar=("K1", "K2"),
+                   help="two-stage K' (text->image candidates; image->text takes 5x as many): both are evaluated, "
+                   "the larger is the headline whose single-query latency is timed")
+    p.add_argument("--index-choice", choices=["auto", "ivf"], default="auto",
+                   help="the global parts' FAISS index: auto, what teran build-index chooses by default (Flat up to 100K "
+                   "vectors, then HNSW per embedding shard up to 1M, then IVF); ivf forces IVF at every N (like with like)")
     p.add_argument("--searcher-max-mb", type=int, default=512, help="index MiB per searcher actor (eval.searcher_max_bytes): "
                    "the index is spread over more searchers as it grows, so no process holds more than this of it")
     p.add_argument("--time-budget-s", type=float, default=3600, help="do not start a size whose estimated wall time exceeds this")
@@ -84,14 +91,15 @@ def pipeline_config(args, cfg: TeranConfig, n: int, root: str) -> dict:
         "model": {"checkpoint": args.checkpoint, "untrained": dataclasses.asdict(cfg)},
         "encode": {"batch_size": 256, "actors": 1, "num_gpus": 0, "cpus_per_actor": 0.5, "torch_threads": 2,
                    "precision": "float32", "prepare_batch_size": 256, "progress_interval_s": 60},
-        # IVF for every part at every N, so sizes compare like with like: nlist ~ 4 sqrt(vectors), shards
-        # share the quantizer and a query is quantized once. (One HNSW graph per embedding shard, auto's
-        # choice up to 1M vectors, costs a query N / images_per_shard graph searches.)
-        "index": {"use_gpu": False, "flat_max": 0, "hnsw_max": 0},
+        # auto: a user's defaults. ivf: IVF for every part at every N, so sizes compare like with like (nlist ~
+        # 4 sqrt(vectors), shards share the quantizer); it costs the distilled head about half its candidate
+        # recall at 100K (docs/distill.md), while auto's HNSW costs a query one graph search per embedding shard.
+        "index": {"use_gpu": False} if args.index_choice == "auto" else {"use_gpu": False, "flat_max": 0, "hnsw_max": 0},
         # a query sample against the whole collection; embeddings stay on disk (in RAM they would grow with N)
-        "eval": {"protocol": "all", "queries": args.queries, "image_queries": args.image_queries, "actors": 1, "k_sweep": [100], "latency_queries": 20,
-                 "in_memory": False, "max_exhaustive_pairs": 10**10, "searcher_max_bytes": args.searcher_max_mb * 2**20},
-        "two_stage": {"k_candidates": 100, "padding": "masked"},
+        "eval": {"protocol": "all", "queries": args.queries, "image_queries": args.image_queries, "actors": 1,
+                 "k_sweep": sorted(args.k_primes), "latency_queries": 20, "in_memory": False, "max_exhaustive_pairs": 10**10,
+                 "searcher_max_bytes": args.searcher_max_mb * 2**20},
+        "two_stage": {"k_candidates": max(args.k_primes), "padding": "masked"},
         "ray": {"num_cpus": os.cpu_count(), "object_store_memory_mb": 1024},
         "token_store": args.token_store,
     }
@@ -119,6 +127,9 @@ def run_size(args, cfg: TeranConfig, n: int, root: Path) -> dict:
     results = json.loads((out / "eval" / "results.json").read_text())
     summary["queries"] = results["queries"]
     summary["evaluator_s"] = {name: r["seconds"] for name, r in results["evaluators"].items()}
+    summary["sweep"] = [{"evaluator": f"K'={r['k_candidates']}", **{m: r["metrics"][m] for m in METRICS},
+                         "pairs_fraction": r["pairs_fraction"]} for r in results["sweep"]]
+    summary["latency_ms"] = results.get("latency_ms")
     if not args.keep:
         shutil.rmtree(out)
     return summary
@@ -170,10 +181,11 @@ def print_table(runs: dict[int, dict]) -> None:
           f"{'rsum':>7} {'pairs scored %':>14}")
     for n, summary in runs.items():
         queries = f"{summary['queries']['captions']} c + {summary['queries']['images']} i"
-        for r in summary["recall"]:
+        for r in [*summary["recall"], *summary.get("sweep", [])]:
+            seconds = summary["evaluator_s"].get(r["evaluator"])
             print(f"{n:>9,} {queries:>16} {r['evaluator']:<11} {r['t2i_r1']:>8.1f} {r['t2i_r10']:>8.1f} {r['i2t_r1']:>8.1f} "
                   f"{r['i2t_r10']:>8.1f} {r['rsum']:>7.1f} {100 * r['pairs_fraction']:>14.4f}   "
-                  f"{1000 * summary['evaluator_s'][r['evaluator']] / (summary['queries']['captions'] + summary['queries']['images']):.0f} ms/query")
+                  + ("" if seconds is None else f"{1000 * seconds / sum(summary['queries'].values()):.0f} ms/query (batched)"))
 
 
 def print_ratios(runs: dict[int, dict]) -> None:
@@ -199,6 +211,16 @@ def print_ratios(runs: dict[int, dict]) -> None:
     for name in runs[large]["evaluator_s"]:
         a, b = (runs[n]["evaluator_s"][name] / sum(runs[n]["queries"].values()) for n in (small, large))
         print(f"    {name:<12} {1000 * a:8.1f} -> {1000 * b:8.1f} ms/query  x{b / a:.2f}")
+    latency = {n: runs[n].get("latency_ms") for n in (small, large)}
+    if all(latency.values()):
+        a, b = (latency[n]["p50"] for n in (small, large))
+        print(f"  two-stage t2i latency, one query at a time, K'={latency[large]['k_candidates']}, median of {latency[large]['queries']}: "
+              f"{a:.1f} -> {b:.1f} ms  x{b / a:.2f} {'ok' if b <= 3 * a else 'MISSED'} (target <= 3x)")
+    exhaustive = next((r for r in runs[large]["recall"] if r["evaluator"] == "exhaustive"), None)
+    for r in runs[large].get("sweep", []) if exhaustive else []:
+        ratios = [r[m] / exhaustive[m] if exhaustive[m] else float("nan") for m in ("t2i_r10", "i2t_r10")]
+        print(f"  two-stage {r['evaluator']:<8} R@10 / exhaustive at N={large:,}: t2i {ratios[0]:.2f}, i2t {ratios[1]:.2f} "
+              f"{'ok' if min(ratios) >= 0.97 else 'MISSED'} (target >= 0.97 both directions)")
     spill = {n: sum(s["spilled_bytes"] or 0 for s in r["stages"].values()) for n, r in runs.items()}
     unknown = [n for n, r in runs.items() if any(s["spilled_bytes"] is None for s in r["stages"].values())]
     print(f"  spilled bytes per N: {spill}" + (f" (not measured for N in {unknown})" if unknown else "") +
