@@ -39,7 +39,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from jobs.demo_report import METRICS  # noqa: E402
+from jobs.pipeline_plan import recall_row  # noqa: E402
 from teran_core.model.config import TeranConfig  # noqa: E402
 
 
@@ -127,8 +127,7 @@ def run_size(args, cfg: TeranConfig, n: int, root: Path) -> dict:
     results = json.loads((out / "eval" / "results.json").read_text())
     summary["queries"] = results["queries"]
     summary["evaluator_s"] = {name: r["seconds"] for name, r in results["evaluators"].items()}
-    summary["sweep"] = [{"evaluator": f"K'={r['k_candidates']}", **{m: r["metrics"][m] for m in METRICS},
-                         "pairs_fraction": r["pairs_fraction"]} for r in results["sweep"]]
+    summary["sweep"] = [recall_row(f"K'={r['k_candidates']}", r) for r in results["sweep"]]
     summary["latency_ms"] = results.get("latency_ms")
     if not args.keep:
         shutil.rmtree(out)

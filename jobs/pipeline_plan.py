@@ -29,7 +29,7 @@ from teran_core.recall.config import EvalSection
 from teran_core.retrieval import TwoStageConfig
 from teran_core.storage import Location, StorageConfig
 
-__all__ = ["PipelineJobConfig", "stages", "stage_items", "recall_rows", "summary_table"]
+__all__ = ["PipelineJobConfig", "stages", "stage_items", "recall_row", "recall_rows", "summary_table"]
 
 
 @dataclasses.dataclass
@@ -141,10 +141,15 @@ def stage_items(job: str, output: Location) -> int:
     return 0
 
 
+def recall_row(name: str, result: dict) -> dict:
+    """One evaluator's (or one K' sweep point's) row of an evaluate results.json: recalls in percent,
+    the share of pairs scored."""
+    return {"evaluator": name, **{k: result["metrics"][k] for k in METRICS}, "pairs_fraction": result["pairs_fraction"]}
+
+
 def recall_rows(results: dict) -> list[dict]:
-    """One row per evaluator of an evaluate results.json: recalls in percent, the share of pairs scored."""
-    return [{"evaluator": name, **{k: r["metrics"][k] for k in METRICS}, "pairs_fraction": r["pairs_fraction"]}
-            for name, r in results["evaluators"].items()]
+    """One row per evaluator of an evaluate results.json (see :func:`recall_row`)."""
+    return [recall_row(name, r) for name, r in results["evaluators"].items()]
 
 
 def _mib(n: int | None) -> str:
