@@ -60,8 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="two-stage K' (text->image candidates; image->text takes 5x as many): both are evaluated, "
                    "the larger is the headline whose single-query latency is timed")
     p.add_argument("--index-choice", choices=["auto", "ivf"], default="auto",
-                   help="the global parts' FAISS index: auto, what teran build-index chooses by default (Flat up to 100K "
-                   "vectors, then HNSW per embedding shard up to 1M, then IVF); ivf forces IVF at every N (like with like)")
+                   help="the global parts' FAISS index: auto, what teran build-index chooses by default (Flat up to 1M "
+                   "vectors, then IVF); ivf forces IVF at every N")
     p.add_argument("--searcher-max-mb", type=int, default=512, help="index MiB per searcher actor (eval.searcher_max_bytes): "
                    "the index is spread over more searchers as it grows, so no process holds more than this of it")
     p.add_argument("--time-budget-s", type=float, default=3600, help="do not start a size whose estimated wall time exceeds this")
@@ -91,13 +91,12 @@ def pipeline_config(args, cfg: TeranConfig, n: int, root: str) -> dict:
         "model": {"checkpoint": args.checkpoint, "untrained": dataclasses.asdict(cfg)},
         "encode": {"batch_size": 256, "actors": 1, "num_gpus": 0, "cpus_per_actor": 0.5, "torch_threads": 2,
                    "precision": "float32", "prepare_batch_size": 256, "progress_interval_s": 60},
-        # auto: a user's defaults. ivf: IVF for every part at every N, so sizes compare like with like (nlist ~
-        # 4 sqrt(vectors), shards share the quantizer); it costs the distilled head about half its candidate
-        # recall at 100K (docs/distill.md), while auto's HNSW costs a query one graph search per embedding shard.
+        # auto: a user's defaults. ivf: IVF for every part at every N (nlist ~ 4 sqrt(vectors), shards share the
+        # quantizer); it costs the distilled head about half its candidate recall at 100K (docs/distill.md).
         "index": {"use_gpu": False} if args.index_choice == "auto" else {"use_gpu": False, "flat_max": 0, "hnsw_max": 0},
-        # a query sample against the whole collection; embeddings stay on disk (in RAM they would grow with N)
+        # a query sample against the whole collection; the store is held in RAM as eval.in_memory's auto decides
         "eval": {"protocol": "all", "queries": args.queries, "image_queries": args.image_queries, "actors": 1,
-                 "k_sweep": sorted(args.k_primes), "latency_queries": 20, "in_memory": False, "max_exhaustive_pairs": 10**10,
+                 "k_sweep": sorted(args.k_primes), "latency_queries": 20, "max_exhaustive_pairs": 10**10,
                  "searcher_max_bytes": args.searcher_max_mb * 2**20},
         "two_stage": {"k_candidates": max(args.k_primes), "padding": "masked"},
         "ray": {"num_cpus": os.cpu_count(), "object_store_memory_mb": 1024},

@@ -77,8 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--exhaustive-stores", nargs="+", default=["fp16", "res"], choices=["fp16", "res"],
                    help="stores scored exhaustively; fp16 is the reference every ratio uses, so it is always scored")
     p.add_argument("--index-choice", choices=["auto", "ivf"], default="auto",
-                   help="auto: each FAISS part as teran build-index chooses by default (Flat to 100K vectors, HNSW to 1M, "
-                        "then IVF); ivf: IVF for every part, as benchmarks/scale.py (its default nprobe costs global recall)")
+                   help="auto: each FAISS part as teran build-index chooses by default (Flat to 1M vectors, then IVF); "
+                        "ivf: IVF for every part (its default nprobe costs global recall)")
     p.add_argument("--tokens-in", choices=["memory", "storage"], default="memory",
                    help="memory: each store's shards held in RAM as stored (compressed stays compressed; PLAID keeps its index "
                         "resident) and decoded per fetch; storage: every fetch reads the shards")

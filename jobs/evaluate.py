@@ -85,10 +85,10 @@ def start_searchers(cfg: EvaluateJobConfig, index: TeranIndex, source: str) -> d
     return holders
 
 
-def ray_mapper(cfg: EvaluateJobConfig, index: TeranIndex, source: str):
+def ray_mapper(cfg: EvaluateJobConfig, index: TeranIndex, source: str, in_memory: bool):
     """Runs evaluator calls on a pool of actors, results in call order, logging progress as they finish."""
     options = {"num_cpus": cfg.eval.actor_cpus, "max_restarts": 1, "max_task_retries": 1}
-    args = (index.root.uri, cfg.two_stage, cfg.storage, cfg.eval.in_memory)
+    args = (index.root.uri, cfg.two_stage, cfg.storage, in_memory)
     if cfg.eval.searcher_max_bytes:
         actor = ray.remote(FanOutEvaluator).options(**options)
         args = (*args, start_searchers(cfg, index, source))
@@ -119,8 +119,10 @@ def _run(args) -> int:
         raise ConfigError(args.config, missing)
     index = TeranIndex.open(cfg.paths.index, cfg.storage)
     gt = load_ground_truth(cfg.paths.dataset, cfg.paths.split, index, cfg.storage)
+    in_memory, why = cfg.eval.holds_in_memory(sum(index.embeddings(side).stored_bytes() for side in ("images", "captions")))
+    log.info("embedding store %s (%s)", "held in each evaluator's RAM" if in_memory else "read from its shards per query batch", why)
     init_ray(cfg.ray)
-    mapper = ray_mapper(cfg, index, args.config)
+    mapper = ray_mapper(cfg, index, args.config, in_memory)
     sizes = {side: index.manifest["sides"][side]["items"] for side in ("images", "captions")}
     protocol = evaluate_protocol(cfg.eval, gt, mapper) if "exhaustive" in cfg.eval.evaluators else None
     results = evaluate_collection(cfg.eval, cfg.two_stage, gt, sizes, mapper, protocol)
@@ -130,7 +132,7 @@ def _run(args) -> int:
     results.update(index=index.root.uri, model=model_identity(index.manifest.get("model"), cfg.storage),
                    global_kind=index.manifest.get("global_kind", "slot0"),
                    run={"dataset": dataset.uri, "split": cfg.paths.split, "seed": cfg.eval.seed, "sampled": bool(cfg.eval.queries)},
-                   config=report_config(cfg.eval, cfg.two_stage),
+                   config=report_config(cfg.eval, cfg.two_stage), in_memory={"held": in_memory, "reason": why},
                    missing={side: {"count": len(ids), "first": ids[:20]} for side, ids in gt.missing.items()})
     examples = None
     gallery_pairs = POOL * (len(gt.image_items) + len(gt.caption_items))

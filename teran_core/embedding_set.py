@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import posixpath
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -271,6 +272,12 @@ class EmbeddingSet:
 
     def read_ids(self) -> list[str]:
         return [i for _, t in self.iter_shards(["id"]) for i in t.column("id").to_pylist()]
+
+    def stored_bytes(self) -> int:
+        """Bytes of this side's shard files (one folder listing): about what :meth:`load` holds in RAM."""
+        self.location.fs.invalidate_cache(self.location.path)
+        sizes = {posixpath.basename(e["name"]): int(e["size"]) for e in self.location.fs.ls(self.location.path, detail=True)}
+        return sum(sizes[shard.name] for shard in self.shards)
 
     def load(self) -> "InMemoryTokens":
         """Every shard in RAM as stored, for collections that fit: fp16 tokens, or centroid ids and packed

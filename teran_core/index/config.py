@@ -41,8 +41,8 @@ class IndexSection:
     parts: list[str] = dataclasses.field(default_factory=lambda: ["images-global", "captions-global", "images-regions", "captions-words"])  # token parts give the candidates TERAN's untrained global slot cannot; over a compressed set, images-centroids and captions-centroids replace images-regions and captions-words (docs/engine.md)
     factory: str = "auto"  # "auto" (by size and budget, autofaiss-style) or a FAISS index_factory string for every part
     memory_budget_gb: float = knob(16.0, gt=0)  # the most memory one part's index may take when searched
-    flat_max: int = knob(100_000, ge=0)  # auto: exact search at or below this many vectors
-    hnsw_max: int = knob(1_000_000, ge=0)  # auto: HNSW at or below this many vectors if it fits; 0 = never HNSW (each embedding shard gets its own graph and a query searches them all; IVF shards share one quantization)
+    flat_max: int = knob(1_000_000, ge=0)  # auto: exact search at or below this many vectors (one query over 1M at D=128: ~25 ms on one core)
+    hnsw_max: int = knob(0, ge=0)  # auto: HNSW above flat_max up to this many vectors if it fits; 0 = never. Each embedding shard gets its own graph and a query searches them all, so its cost grows with the shard count
     nprobe: int = knob(0, ge=0)  # IVF lists searched per query (raised for a top-k that many lists cannot hold: ~2k vectors); 0 = the choice's default (nlist/64, 8..256)
     seed: int = knob(0, ge=0)  # training-sample draw
     use_gpu: bool = True  # train on GPUs when faiss-gpu sees any (CPU otherwise)

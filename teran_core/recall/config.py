@@ -7,6 +7,7 @@ overrides single keys.
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 from teran_core.config import knob
 from teran_core.recall.evaluation import PROTOCOLS
@@ -42,11 +43,29 @@ class EvalSection:
     latency_queries: int = knob(100, ge=0)  # queries timed one at a time for latency percentiles
     actors: int = knob(2, ge=1)  # evaluator actors, each holding the index and token stores
     actor_cpus: float = knob(1.0, gt=0)  # Ray CPUs per actor
-    in_memory: bool = False  # hold the embedding shards in each actor's RAM as stored, decoding only what is scored (else fetch from the shards)
+    in_memory: bool | Literal["auto"] = "auto"  # hold the embedding shards in each actor's RAM as stored, decoding only what is scored (else fetch candidates from the shards); auto: when they fit in_memory_max_gb
+    in_memory_max_gb: float = knob(4.0, ge=0)  # auto: the most shard bytes (both sides) each evaluator actor holds; a compressed store takes ~0.9 GiB at 170K images
     searcher_max_bytes: int = knob(2**31, ge=0)  # index shard bytes one searcher actor maps: the index is spread over ceil(index bytes / this) searchers, so no process's memory grows with the collection; 0 = each evaluator actor maps the whole index
     searcher_cpus: float = knob(0.0, ge=0)  # Ray CPUs per searcher actor; 0 because a searcher works only while an evaluator (which holds actor_cpus) waits for it
     searcher_start_timeout_s: float = knob(600.0, gt=0)  # searchers not started by then (no node with room) fail the job with the reason, instead of waiting forever
     progress_interval_s: float = knob(20.0, gt=0)  # seconds between the driver's progress log lines
+
+    def holds_in_memory(self, stored_bytes: int) -> tuple[bool, str]:
+        """Whether each evaluator actor holds the embedding set (``stored_bytes`` of shard files) in RAM, and why.
+
+        Stage two reads every query's candidates: from RAM that is a decode, from the shards a read of
+        each row group holding one (about half the two-stage query time at 170K images, docs/scaling.md).
+
+        Example:
+            >>> EvalSection().holds_in_memory(900 * 2**20)
+            (True, 'auto: 0.88 GiB of shards <= eval.in_memory_max_gb 4')
+            >>> EvalSection(in_memory_max_gb=0.5).holds_in_memory(900 * 2**20)[0]
+            False
+        """
+        if self.in_memory != "auto":
+            return bool(self.in_memory), f"eval.in_memory: {str(self.in_memory).lower()}"
+        held = stored_bytes <= self.in_memory_max_gb * 2**30
+        return held, f"auto: {stored_bytes / 2**30:.2f} GiB of shards {'<=' if held else '>'} eval.in_memory_max_gb {self.in_memory_max_gb:g}"
 
     def check(self) -> list[str]:
         problems = []

@@ -9,10 +9,10 @@ GiB = 2**30
 
 
 @pytest.mark.parametrize(("n", "budget", "expected"), [
-    (100_000, GiB, "Flat"),  # at the flat limit: exact
-    (100_001, GiB, "HNSW32"),  # just above: a graph, which fits
-    (900_000, 300 * 2**20, "IVF4096,Flat"),  # the graph would not fit, raw vectors do
-    (3_600_000, GiB, "IVF8192,Flat"),  # above hnsw_max
+    (1_000_000, GiB, "Flat"),  # at the flat limit: exact
+    (1_000_001, 2 * GiB, "IVF4096,Flat"),  # just above: no HNSW by default
+    (900_000, 200 * 2**20, "OPQ32_64,IVF4096,PQ32"),  # below flat_max, but the raw vectors do not fit: compressed
+    (3_600_000, GiB, "IVF8192,Flat"),
     (20_000_000, GiB, "OPQ32_64,IVF16384_HNSW32,PQ32"),  # raw 5 GiB: compressed, HNSW coarse quantizer
     (20_000_000, GiB // 2, "OPQ16_64,IVF16384_HNSW32,PQ16"),  # half the budget: half the code size
 ])
@@ -28,6 +28,11 @@ def test_ivf_choices_train_on_enough_points_and_probe_a_few_lists():
     assert choice.is_ivf and choice.nprobe == 128 and choice.train_points == 64 * 8192
     compressed = choose_index(20_000_000, 64, GiB)
     assert compressed.train_points >= 256 * 39
+
+
+def test_hnsw_only_when_asked_for_and_it_fits():
+    assert choose_index(100_001, 64, GiB, flat_max=100_000, hnsw_max=1_000_000).factory == "HNSW32"
+    assert choose_index(900_000, 64, 300 * 2**20, flat_max=100_000, hnsw_max=1_000_000).factory == "IVF4096,Flat"
 
 
 def test_small_collections_over_budget_are_not_flat():

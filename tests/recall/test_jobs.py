@@ -63,11 +63,14 @@ def test_build_index_then_evaluate(ray_session, storage_root, capsys, caplog):
             "eval.latency_queries=3", "two_stage.k_candidates=20", *overrides, *common]) == 0
         return json.loads(output.join("results.json").read_text())
 
-    # every shard on its own searcher actor (8), against evaluators that map the whole index themselves
+    # every shard on its own searcher actor (8) and the store in RAM (auto: it is a few kB), against evaluators
+    # that map the whole index themselves and read candidates from the shards
     caplog.set_level(logging.INFO, logger="teran.evaluate")
     results = run_evaluate(out, "eval.searcher_max_bytes=1")
     assert "index spread over 8 searcher actors" in caplog.text
-    whole = run_evaluate(storage_root.join("eval-whole"), "eval.searcher_max_bytes=0")
+    assert results["in_memory"]["held"] and "embedding store held in each evaluator's RAM (auto:" in caplog.text
+    whole = run_evaluate(storage_root.join("eval-whole"), "eval.searcher_max_bytes=0", "eval.in_memory_max_gb=0")
+    assert not whole["in_memory"]["held"] and "> eval.in_memory_max_gb 0" in whole["in_memory"]["reason"]
     for name, result in whole["evaluators"].items():
         assert results["evaluators"][name]["metrics"] == result["metrics"], name
         assert results["evaluators"][name]["pairs"] == result["pairs"], name
@@ -116,6 +119,7 @@ def test_centroid_lists_on_ray_then_evaluate_from_the_compressed_store(ray_sessi
         "two_stage.t2i_candidates=centroids", "two_stage.i2t_candidates=union", "two_stage.union_with=centroids",
         "two_stage.ncells=1000", "two_stage.centroid_score_threshold=-1", *common]) == 0
     results = json.loads(out.join("results.json").read_text())
+    assert results["in_memory"]["held"]  # auto, on the S3 store's listing of the shards: compressed codes, a few kB
     exhaustive, two_stage = results["evaluators"]["exhaustive"], results["evaluators"]["two-stage"]
     assert two_stage["metrics"]["t2i_r10"] == exhaustive["metrics"]["t2i_r10"]  # every centroid probed, K' = 20 = every image
     assert two_stage["metrics"]["i2t_r10"] == exhaustive["metrics"]["i2t_r10"]  # K' = 100 = every caption
