@@ -179,11 +179,15 @@ def print_table(runs: dict[int, dict]) -> None:
           f"{'rsum':>7} {'pairs scored %':>14}")
     for n, summary in runs.items():
         queries = f"{summary['queries']['captions']} c + {summary['queries']['images']} i"
-        for r in [*summary["recall"], *summary.get("sweep", [])]:
-            seconds = summary["evaluator_s"].get(r["evaluator"])
+        sweep = summary.get("sweep", [])
+        seconds_of = dict(summary["evaluator_s"])
+        if sweep:  # the two-stage evaluator ran at the largest K' (pipeline_config): its row is that sweep row
+            seconds_of[sweep[-1]["evaluator"]] = seconds_of.pop("two-stage", None)
+        for r in [*(r for r in summary["recall"] if not (sweep and r["evaluator"] == "two-stage")), *sweep]:
+            seconds = seconds_of.get(r["evaluator"])
             print(f"{n:>9,} {queries:>16} {r['evaluator']:<11} {r['t2i_r1']:>8.1f} {r['t2i_r10']:>8.1f} {r['i2t_r1']:>8.1f} "
-                  f"{r['i2t_r10']:>8.1f} {r['rsum']:>7.1f} {100 * r['pairs_fraction']:>14.4f}   "
-                  + ("" if seconds is None else f"{1000 * seconds / sum(summary['queries'].values()):.0f} ms/query (batched)"))
+                  f"{r['i2t_r10']:>8.1f} {r['rsum']:>7.1f} {100 * r['pairs_fraction']:>14.4f}"
+                  + ("" if seconds is None else f"   {1000 * seconds / sum(summary['queries'].values()):.0f} ms/query (batched)"))
 
 
 def print_ratios(runs: dict[int, dict]) -> None:
