@@ -139,7 +139,7 @@ def write_side_manifest(emb: EmbeddingSet, out_root: Location, markers: list[dic
         raise ValueError(f"{out_root.join(emb.kind).uri}: the compressed shards do not match the source shards one to one")
     manifest = {
         "format_version": COMPRESSED_FORMAT_VERSION, "kind": emb.kind, "dim": emb.dim, "dtype": "float32",
-        "model": emb.manifest.get("model", {}), "source": emb.location.uri, "rejected": emb.manifest.get("rejected", 0),
+        "model": emb.manifest.get("model", {}), "global_kind": emb.manifest.get("global_kind", "slot0"), "source": emb.location.uri, "rejected": emb.manifest.get("rejected", 0),
         "codec": {key: codec_entry[key] for key in ("name", "nbits", "n_centroids", "dim", "edges", "cutoffs", "weights",
                                                     "centroids", "centroids_sha256")},
         "shards": [{"name": m["source"], "rows": m["rows"], "sha256": m["sha256"], "bytes": m["bytes"], "source": m["source"]}

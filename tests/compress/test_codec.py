@@ -1,5 +1,6 @@
 """The residual codec and the compressed store, without Ray."""
 
+import json
 import numpy as np
 import pytest
 import torch
@@ -94,6 +95,16 @@ def test_a_rerun_reuses_the_codec_and_skips_finished_shards(tmp_path):
     again = compress(root.join("fp16"), root.join("res"), CompressSection(seed=2))  # another seed: still reused
     assert again["codec"] == first["codec"] and root.join("res", "codec", "centroids.npy").read_bytes() == centroids
     assert again["codec_reused"] and {side: s["skipped"] for side, s in again["sides"].items()} == {"images": 2, "captions": 2}
+
+
+def test_the_compressed_set_says_what_kind_of_global_vector_it_holds(tmp_path):
+    root = resolve(str(tmp_path))
+    write_grounded_embeddings(root.join("fp16"), GroundedSpec(images=40, dim=16, images_per_shard=20))
+    for side in ("images", "captions"):  # as encode writes it for a checkpoint with a distilled head
+        manifest = root.join("fp16", side, "manifest.json")
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "global_kind": "distilled"}))
+    compress(root.join("fp16"), root.join("res"), CompressSection())
+    assert [EmbeddingSet.open(root.join("res", side)).manifest["global_kind"] for side in ("images", "captions")] == ["distilled"] * 2
 
 
 def test_a_loaded_compressed_set_stays_compressed_and_decodes_only_what_is_fetched(tmp_path):
