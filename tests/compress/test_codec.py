@@ -1,6 +1,7 @@
 """The residual codec and the compressed store, without Ray."""
 
 import json
+
 import numpy as np
 import pytest
 import torch
