@@ -17,6 +17,9 @@ import numpy as np
 __all__ = ["TAIL", "ResidualCodec", "fit_codec", "pack_bits", "unpack_bits"]
 
 TAIL = 0.01  # the outer edges are the 1% and 99% quantiles: min and max would stretch the outer buckets over rare values
+# token x centroid scores computed at once: 4,096 tokens at 16,384 centroids. Blocks of 65,536 tokens (4 GiB) made
+# every compress task hold 5.5 GiB and assigned 3.4x slower than this, memory-bound (docs/engine.md)
+SCORE_BLOCK_BYTES = 256 * 2**20
 
 
 def pack_bits(buckets: np.ndarray, nbits: int) -> np.ndarray:
@@ -82,9 +85,10 @@ class ResidualCodec:
         """Packed residual bytes plus a 4-byte centroid id."""
         return self.dim * self.nbits // 8 + 4
 
-    def assign(self, vectors: np.ndarray, batch: int = 65536) -> np.ndarray:
-        """(T,) int32 id of each vector's nearest centroid by inner product."""
+    def assign(self, vectors: np.ndarray, block_bytes: int = SCORE_BLOCK_BYTES) -> np.ndarray:
+        """(T,) int32 id of each vector's nearest centroid by inner product, scored ``block_bytes`` of scores at a time."""
         codes = np.empty(len(vectors), np.int32)
+        batch = max(1, block_bytes // (4 * len(self.centroids)))
         for start in range(0, len(vectors), batch):
             codes[start:start + batch] = np.argmax(vectors[start:start + batch] @ self.centroids.T, axis=1)
         return codes

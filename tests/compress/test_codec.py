@@ -34,6 +34,15 @@ def test_bits_pack_and_unpack_back(nbits):
     np.testing.assert_array_equal(unpack_bits(packed, 32, nbits), buckets)
 
 
+def test_each_token_gets_its_best_centroid_whatever_the_score_block():
+    rng = np.random.default_rng(1)
+    centroids, tokens = unit(rng.normal(size=(64, 16))), unit(rng.normal(size=(1000, 16)))
+    codec = fit_codec(centroids, tokens[:500], 2)
+    best = np.argmax(tokens @ centroids.T, axis=1)
+    for block_bytes in (1, 4 * 64 * 7, 2**30):  # one token at a time, 7 tokens (a ragged last block), all at once
+        np.testing.assert_array_equal(codec.assign(tokens, block_bytes=block_bytes), best)
+
+
 @pytest.mark.parametrize("nbits", [1, 2])
 def test_decode_encode_is_within_half_a_bucket_width_per_dimension(nbits):
     rng = np.random.default_rng(0)
