@@ -23,7 +23,7 @@ from teran_core.index.vectors import content_slots
 from teran_core.model.config import AlignmentMode
 from teran_core.storage import StorageConfig
 
-__all__ = ["TwoStageConfig", "SearchConfig", "Ranked", "TwoStageRetriever", "rank_candidates", "torch_threads"]
+__all__ = ["TwoStageConfig", "SearchConfig", "Ranked", "TwoStageRetriever", "query_groups", "rank_candidates", "torch_threads"]
 
 
 @dataclasses.dataclass
@@ -41,7 +41,8 @@ class TwoStageConfig:
     hits_per_token: int = knob(1024, ge=1)  # token kNN: neighbours per query token; on the 100K grounded benchmark 64 lost 3 points of t2i R@10 (one concept's near-duplicate tokens crowd a word's neighbours)
     mode: AlignmentMode = "MrSw"  # alignment_scores mode (stage two's exact score)
     padding: Literal["reference", "masked"] = "reference"  # alignment_scores padding semantics
-    query_batch: int = knob(64, ge=1)  # queries searched and fetched together
+    query_batch: int = knob(64, ge=1)  # queries whose candidates are searched together
+    fetch_items: int = knob(16384, ge=1)  # the most candidates fetched and decoded at once: a batch's queries are scored in groups up to this many (50 image queries x 2,000 candidates fetched together peaked 3.2 GB higher at 100K images)
     score_threads: int = knob(1, ge=0)  # torch threads while scoring (two-stage and exhaustive evaluation): per-query grids are small, and 2 threads ran them ~15x slower than 1 on a busy 2-core machine; 0 = leave torch's setting
 
 
@@ -202,17 +203,36 @@ class TwoStageRetriever:
         from teran_core.alignment import TokenSet, alignment_scores
 
         cands = self.candidates(query_side, tokens, lengths)
-        unique = np.unique(np.concatenate(cands)) if cands else np.zeros(0, np.int64)
-        fetched = target.fetch(unique)  # one read per shard for the whole batch
-        for q, cand in enumerate(cands):
-            rows = np.searchsorted(unique, cand)
-            others = TokenSet(fetched.tokens[rows], fetched.lengths[rows])
-            query = TokenSet(tokens[q : q + 1], lengths[q : q + 1])
-            pair = (query, others) if query_side == "images" else (others, query)
-            exact = alignment_scores(*pair, mode=self.config.mode, padding=self.config.padding).numpy().reshape(-1)
-            top_items, top_scores = rank_candidates(cand, exact.astype(np.float64), k)
-            for store, value in zip(out, (top_items, top_scores, len(cand))):
-                store.append(value)
+        for group in query_groups([len(c) for c in cands], self.config.fetch_items):
+            unique = np.unique(np.concatenate([cands[q] for q in group]).astype(np.int64))
+            fetched = target.fetch(unique)  # one read per shard for the group
+            for q in group:
+                rows = np.searchsorted(unique, cands[q])
+                others = TokenSet(fetched.tokens[rows], fetched.lengths[rows])
+                query = TokenSet(tokens[q : q + 1], lengths[q : q + 1])
+                pair = (query, others) if query_side == "images" else (others, query)
+                exact = alignment_scores(*pair, mode=self.config.mode, padding=self.config.padding).numpy().reshape(-1)
+                top_items, top_scores = rank_candidates(cands[q], exact.astype(np.float64), k)
+                for store, value in zip(out, (top_items, top_scores, len(cands[q]))):
+                    store.append(value)
+
+
+def query_groups(counts: list[int], limit: int) -> list[range]:
+    """Consecutive query groups holding at most ``limit`` candidates together (a query with more is a group alone).
+
+    Example:
+        >>> query_groups([400, 400, 400, 3000, 10], 1000)
+        [range(0, 2), range(2, 3), range(3, 4), range(4, 5)]
+    """
+    groups, start, total = [], 0, 0
+    for q, count in enumerate(counts):
+        if q > start and total + count > limit:
+            groups.append(range(start, q))
+            start, total = q, 0
+        total += count
+    if counts:
+        groups.append(range(start, len(counts)))
+    return groups
 
 
 @dataclasses.dataclass

@@ -69,6 +69,16 @@ def test_storage_reads_give_the_same_results_as_memory(collection):
     np.testing.assert_array_equal(on_storage.scores, in_memory.scores)
 
 
+@pytest.mark.parametrize("fetch_items", [1, 20])  # every query fetched alone; groups of a few queries (7 to 14 candidates each)
+def test_fetching_candidates_in_query_groups_gives_the_same_results(collection, fetch_items):
+    _, _, _, batches, _, _ = collection
+    whole = retriever(collection, k_candidates=7, query_batch=16).search("captions", batches["captions"], k=5)
+    grouped = retriever(collection, k_candidates=7, query_batch=16, fetch_items=fetch_items).search("captions", batches["captions"], k=5)
+    np.testing.assert_array_equal(grouped.items, whole.items)
+    np.testing.assert_array_equal(grouped.scores, whole.scores)
+    np.testing.assert_array_equal(grouped.n_scored, whole.n_scored)
+
+
 def test_recall_loss_is_bounded_by_candidate_misses_as_k_shrinks(collection):
     _, _, _, batches, exact, owner = collection
     exhaustive_rank = (exact.T > exact.T[np.arange(N_CAPTIONS), owner][:, None]).sum(1)  # no ties in this data
