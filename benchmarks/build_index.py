@@ -28,12 +28,9 @@ sys.path.insert(0, str(REPO))
 from jobs.config import RayConfig  # noqa: E402
 from jobs.ray_runtime import RayExecutor  # noqa: E402
 from teran_core.embedding_set import EmbeddingSet  # noqa: E402
-from teran_core.index.config import IndexSection  # noqa: E402
+from teran_core.index.config import COMPRESSED_SET_PARTS, IndexSection  # noqa: E402
 from teran_core.index.run import build_index  # noqa: E402
 from teran_core.storage import resolve  # noqa: E402
-
-FP16_PARTS = IndexSection().parts
-COMPRESSED_PARTS = ["images-global", "captions-global", "images-centroids", "captions-centroids"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def section_for(embeddings) -> IndexSection:
     """The shipped index defaults with the parts the pipeline builds for this set's token store."""
     compressed = EmbeddingSet.open(embeddings.join("images")).compressed
-    return IndexSection(parts=COMPRESSED_PARTS if compressed else FP16_PARTS, use_gpu=False)
+    return IndexSection(parts=list(COMPRESSED_SET_PARTS) if compressed else IndexSection().parts, use_gpu=False)
 
 
 def timed_builds(embeddings, section: IndexSection, executor: RayExecutor, workdir: Path, repeats: int) -> list[dict]:

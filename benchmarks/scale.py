@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from jobs.pipeline_plan import recall_row  # noqa: E402
+from teran_core.index.config import COMPRESSED_SET_PARTS  # noqa: E402
 from teran_core.model.config import TeranConfig  # noqa: E402
 
 
@@ -103,7 +104,7 @@ def pipeline_config(args, cfg: TeranConfig, n: int, root: str) -> dict:
         "token_store": args.token_store,
     }
     if args.token_store == "compressed":  # centroid lists replace the token parts; candidates: global + centroid interaction
-        config["index"]["parts"] = ["images-global", "captions-global", "images-centroids", "captions-centroids"]
+        config["index"]["parts"] = list(COMPRESSED_SET_PARTS)
         config["two_stage"]["union_with"] = "centroids"
         config["compress"] = {"train_task_cpus": os.cpu_count()}  # k-means runs alone: every core
     return config

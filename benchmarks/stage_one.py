@@ -50,7 +50,7 @@ from teran_core.alignment import TokenSet, alignment_scores  # noqa: E402
 from teran_core.compress.run import CompressSection, compress  # noqa: E402
 from teran_core.embedding_set import EmbeddingSet, InMemoryTokens, from_table  # noqa: E402
 from teran_core.index.catalog import TeranIndex  # noqa: E402
-from teran_core.index.config import IndexSection  # noqa: E402
+from teran_core.index.config import COMPRESSED_SET_PARTS, IndexSection  # noqa: E402
 from teran_core.index.run import build_index  # noqa: E402
 from teran_core.retrieval import TwoStageConfig, TwoStageRetriever, torch_threads  # noqa: E402
 from teran_core.storage import resolve  # noqa: E402
@@ -202,7 +202,7 @@ def run_size(args, emb_root: Path, work: Path, seconds: dict) -> dict:
     section = dict(use_gpu=False) if args.index_choice == "auto" else dict(flat_max=0, hnsw_max=0, use_gpu=False)
     token_parts = ["images-regions", "captions-words"] if "tokens" in args.sources else []
     for name, root, parts in (("fp16", emb_root, ["images-global", "captions-global", *token_parts]),
-                              ("res", res_root, ["images-global", "captions-global", "images-centroids", "captions-centroids"])):
+                              ("res", res_root, list(COMPRESSED_SET_PARTS))):
         index_root = index_folder(work, name, args)
         if (index_root / "index.json").exists() and not set(parts) <= set(TeranIndex.open(str(index_root)).part_names):
             raise SystemExit(f"{index_root} lacks some of {parts}: remove it to rebuild")

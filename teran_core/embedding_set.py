@@ -22,7 +22,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import posixpath
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -275,8 +274,7 @@ class EmbeddingSet:
 
     def stored_bytes(self) -> int:
         """Bytes of this side's shard files (one folder listing): about what :meth:`load` holds in RAM."""
-        self.location.fs.invalidate_cache(self.location.path)
-        sizes = {posixpath.basename(e["name"]): int(e["size"]) for e in self.location.fs.ls(self.location.path, detail=True)}
+        sizes = self.location.file_sizes(".parquet")
         return sum(sizes[shard.name] for shard in self.shards)
 
     def load(self) -> "InMemoryTokens":

@@ -237,13 +237,17 @@ class Location:
 
     def list(self, suffix: str = "") -> list[str]:
         """Sorted names (not paths) of the files directly below this folder ending in ``suffix``."""
-        if not self.fs.exists(self.path):
-            return []
+        return sorted(self.file_sizes(suffix))
+
+    def file_sizes(self, suffix: str = "") -> dict[str, int]:
+        """Bytes of each file directly below this folder ending in ``suffix``, by name (one listing, no reads)."""
         self.fs.invalidate_cache(self.path)
+        if not self.fs.exists(self.path):
+            return {}
         entries = self.fs.ls(self.path, detail=True)
         # some S3 stores answer with a zero-byte "folder/" marker object: it is not a file
-        names = [posixpath.basename(e["name"]) for e in entries if e["type"] == "file" and not e["name"].endswith("/")]
-        return sorted(n for n in names if n.endswith(suffix))
+        files = [e for e in entries if e["type"] == "file" and not e["name"].endswith("/")]
+        return {posixpath.basename(e["name"]): int(e["size"]) for e in files if e["name"].endswith(suffix)}
 
     def open(self, mode: str = "rb") -> IO:
         """Opens for reading. For writing use :meth:`atomic_write`."""

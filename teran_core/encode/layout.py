@@ -84,12 +84,4 @@ class SideLayout:
 
     def shard_sizes(self) -> dict[str, int]:
         """Size in bytes of every embedding shard present, by stem (one listing, no reads)."""
-        self.root.fs.invalidate_cache(self.root.path)
-        if not self.root.exists():
-            return {}
-        entries = self.root.fs.ls(self.root.path, detail=True)
-        return {
-            stem_of(e["name"]): int(e["size"])
-            for e in entries
-            if e["type"] == "file" and e["name"].endswith(".parquet")
-        }
+        return {stem_of(name): size for name, size in self.root.file_sizes(".parquet").items()}

@@ -12,7 +12,7 @@ from teran_core.config import knob
 from teran_core.index.factory import IndexChoice, choose_index
 from teran_core.index.layout import PartSpec
 
-__all__ = ["IndexSection", "BuildPaths", "missing_paths"]
+__all__ = ["COMPRESSED_SET_PARTS", "IndexSection", "BuildPaths", "missing_paths"]
 
 
 def missing_paths(paths, keys: tuple[str, ...]) -> list[str]:
@@ -32,6 +32,10 @@ class BuildPaths:
     embeddings: str = ""  # embedding set folder (holding images/ and captions/): a local path or s3://bucket/prefix
     index: str = ""  # index folder to write: a local path or s3://bucket/prefix
     overwrite: bool = False  # replace an index already there (otherwise a finished index there is an error)
+
+
+# the parts over a compressed set: centroid -> items lists replace the token parts (docs/engine.md)
+COMPRESSED_SET_PARTS = ("images-global", "captions-global", "images-centroids", "captions-centroids")
 
 
 @dataclasses.dataclass
