@@ -3,6 +3,8 @@
     python benchmarks/distill_budget.py --teran demo_output/models/teran --epochs 4 \
         --setting teacher_temperature=1 student_scale=6 batch_size=32 lr=1e-3 \
         --setting teacher_temperature=0.05 student_scale=30 batch_size=128 lr=2e-3
+    python benchmarks/distill_budget.py --teran demo_output/models/teran --epochs 2 --readout first mean \
+        --setting teacher_temperature=0.05 student_scale=30 batch_size=128 lr=2e-3
     python benchmarks/distill_budget.py --teran demo_output/models/teran --distill-images 14000 --steps 1176 \
         --eval-every 196 --setting teacher_temperature=0.05 student_scale=30 batch_size=128 lr=2e-3
 
@@ -22,6 +24,7 @@ any pair, so the head can see more items than TERAN was trained on.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import tempfile
@@ -70,6 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="distill on the train split of this many synthetic images (same seed) instead of the demo's")
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--readout", choices=("first", "mean"), nargs="+", default=["first"],
+                   help="the head's readout(s): every --setting is distilled once per readout")
     p.add_argument("--config", default=os.path.join(REPO, "configs", "demo.yaml"))
     return p.parse_args(argv)
 
@@ -100,12 +105,12 @@ def main(argv=None) -> int:
     print(f"test split: {cfg.data.test_images} images, {len(test.caption_image_index)} captions; exhaustive TERAN rsum "
           f"{held_out.teacher_rsum:.1f} (encoded and scored in {time.perf_counter() - started:.0f} s)", flush=True)
     dev_agreement = DevAgreement(teran, dev)
-    for knobs in args.setting or [[]]:
+    for knobs, readout in itertools.product(args.setting or [[]], args.readout):
         setting = {**SETTING, **dict(knobs)}
-        name = " ".join(f"{key}={value:g}" for key, value in setting.items())
+        name = " ".join(f"{key}={value:g}" for key, value in setting.items()) + f" readout={readout}"
         torch.manual_seed(cfg.data.seed)
         frozen = FrozenTokens(teran, max_mb=1024)  # each setting pays the first epoch's TERAN pass, as the job does
-        head = GlobalHead(GlobalHeadConfig(layers=args.layers, dropout=args.dropout), teran.config.embed_size)
+        head = GlobalHead(GlobalHeadConfig(layers=args.layers, dropout=args.dropout, readout=readout), teran.config.embed_size)
         lr, batch_size = setting["lr"], setting["batch_size"]
         pair, optimizer = HeadPair(head), torch.optim.Adam(head.parameters(), lr=lr)
         loss_cfg = DistillLossConfig(teacher_temperature=setting["teacher_temperature"],

@@ -1,7 +1,8 @@
 """The distilled global head (ALADIN's matching head, see docs/distill.md): one vector per item from TERAN's tokens.
 
 A small transformer encoder shared by both modalities runs over TERAN's final token set of an item
-(slot 0 included, padding masked), reads out position 0 and L2-normalises it. Written into slot 0,
+(slot 0 included, padding masked), reads out position 0 (ALADIN) or the mean over the item's tokens,
+and L2-normalises it. Written into slot 0,
 the vector leaves every alignment mode unchanged (they skip slot 0), so stage two's exact scores
 stay as they are while stage one's global kNN gets a vector trained to rank like the alignment.
 
@@ -11,6 +12,7 @@ Shape notation: B items, L token slots, D TERAN's embedding size, W the head's w
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +34,9 @@ class GlobalHeadConfig:
     width: int | None = knob(None, ge=1)  # the encoder's width W; None: TERAN's embed_size D (no projections)
     feedforward: int | None = knob(None, ge=1)  # feed-forward width; None: the encoder's width (ALADIN: 768 at d 768)
     dropout: float = knob(0.1, ge=0.0, lt=1.0)  # dropout inside the encoder layers
+    # the item's vector: the encoder's output at position 0 (ALADIN's) or its mean over the item's tokens
+    # (ranks closer to TERAN on the demo's data, docs/distill.md); "first" keeps heads saved before this knob as they were
+    readout: Literal["first", "mean"] = "first"
 
     def check(self) -> list[str]:
         if self.width is not None and self.width % self.heads:
@@ -70,7 +75,11 @@ class GlobalHead(nn.Module):
         tokens = items.tokens.float()  # (B, L, D)
         pad = padding_mask(items.lengths.to(tokens.device), tokens.shape[1])  # (B, L) True = pad
         x = run_encoder(self.encoder, self.project_in(tokens), pad)  # (B, L, W)
-        return F.normalize(self.project_out(x[:, 0]), p=2, dim=1)  # (B, D)
+        if self.config.readout == "mean":
+            pooled = (x * ~pad[..., None]).sum(1) / items.lengths.to(x.device)[:, None]  # (B, W)
+        else:
+            pooled = x[:, 0]  # (B, W)
+        return F.normalize(self.project_out(pooled), p=2, dim=1)  # (B, D)
 
     def write_slot0(self, items: TokenSet) -> TokenSet:
         """``items`` with slot 0 replaced by the head's vector (the other slots untouched)."""

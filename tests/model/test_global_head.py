@@ -1,5 +1,6 @@
 """The distilled global head: written into slot 0 it changes no alignment score; checkpoints carry it; old ones load."""
 
+import dataclasses
 import json
 
 import pytest
@@ -8,7 +9,7 @@ from reference_layout import reference_config_dict, reference_state_dict, write_
 from transformers import BertConfig
 
 from teran_core import TeranConfig, load_checkpoint, load_reference_checkpoint, save_checkpoint
-from teran_core.alignment import alignment_scores
+from teran_core.alignment import TokenSet, alignment_scores
 from teran_core.checkpoint import FORMAT_VERSION
 from teran_core.distill import FrozenTokens
 from teran_core.model.config import ALIGNMENT_MODES
@@ -26,9 +27,10 @@ def _encode(model):
 
 
 @pytest.mark.parametrize("padding", ["masked", "reference"])
-def test_a_head_in_slot0_leaves_all_seven_alignment_modes_unchanged(tiny_model, padding):
+@pytest.mark.parametrize("readout", ["first", "mean"])
+def test_a_head_in_slot0_leaves_all_seven_alignment_modes_unchanged(tiny_model, padding, readout):
     plain_images, plain_captions = _encode(tiny_model)
-    tiny_model.attach_global_head(GlobalHead(HEAD, tiny_model.config.embed_size).eval())
+    tiny_model.attach_global_head(GlobalHead(dataclasses.replace(HEAD, readout=readout), tiny_model.config.embed_size).eval())
     images, captions = _encode(tiny_model)
     for plain, headed in ((plain_images, images), (plain_captions, captions)):
         assert torch.equal(plain.tokens[:, 1:], headed.tokens[:, 1:]) and torch.equal(plain.lengths, headed.lengths)
@@ -40,13 +42,50 @@ def test_a_head_in_slot0_leaves_all_seven_alignment_modes_unchanged(tiny_model, 
                            alignment_scores(plain_images, plain_captions, mode, padding)), mode
 
 
-def test_a_checkpoint_with_a_head_round_trips(tiny_model, tmp_path):
-    tiny_model.attach_global_head(GlobalHead(HEAD, tiny_model.config.embed_size).eval())
+@pytest.mark.parametrize("readout", ["first", "mean"])
+def test_each_readout_gives_an_item_the_same_vector_alone_or_padded_in_a_batch(readout):
+    head = GlobalHead(dataclasses.replace(HEAD, readout=readout), embed_size=8).eval()
+    torch.manual_seed(3)
+    tokens = torch.nn.functional.normalize(torch.randn(3, 6, 8), dim=2)  # (B, L, D), rows past each length are padding
+    lengths = torch.tensor([6, 2, 4])
+    with torch.no_grad():
+        batched = head(TokenSet(tokens, lengths))
+        alone = torch.cat([head(TokenSet(tokens[i:i + 1, :n], lengths[i:i + 1])) for i, n in enumerate(lengths.tolist())])
+    assert torch.allclose(batched, alone, atol=1e-6)
+
+
+def test_the_mean_readout_is_another_vector_than_position_0():
+    torch.manual_seed(0)
+    first = GlobalHead(HEAD, embed_size=8).eval()
+    mean = GlobalHead(dataclasses.replace(HEAD, readout="mean"), embed_size=8).eval()
+    mean.load_state_dict(first.state_dict())  # the same weights: only the readout differs
+    items = TokenSet(torch.nn.functional.normalize(torch.randn(2, 5, 8), dim=2), torch.tensor([5, 3]))
+    with torch.no_grad():
+        assert not torch.allclose(first(items), mean(items), atol=1e-3)
+
+
+@pytest.mark.parametrize("readout", ["first", "mean"])
+def test_a_checkpoint_with_a_head_round_trips(tiny_model, tmp_path, readout):
+    head_config = dataclasses.replace(HEAD, readout=readout)
+    tiny_model.attach_global_head(GlobalHead(head_config, tiny_model.config.embed_size).eval())
     save_checkpoint(tiny_model, str(tmp_path))
     meta = json.loads((tmp_path / "teran_config.json").read_text())
     assert meta["format_version"] == FORMAT_VERSION == 2 and meta["global_head"]["width"] == 8
+    assert meta["global_head"]["readout"] == readout
     loaded = load_checkpoint(str(tmp_path))
-    assert loaded.global_head is not None and loaded.global_head.config == HEAD
+    assert loaded.global_head is not None and loaded.global_head.config == head_config
+    for ours, theirs in zip(_encode(loaded), _encode(tiny_model)):
+        assert torch.equal(ours.tokens, theirs.tokens)
+
+
+def test_a_head_saved_before_the_readout_knob_loads_reading_position_0(tiny_model, tmp_path):
+    tiny_model.attach_global_head(GlobalHead(HEAD, tiny_model.config.embed_size).eval())
+    save_checkpoint(tiny_model, str(tmp_path))
+    meta = json.loads((tmp_path / "teran_config.json").read_text())
+    del meta["global_head"]["readout"]  # what format 2 wrote before the knob
+    (tmp_path / "teran_config.json").write_text(json.dumps(meta))
+    loaded = load_checkpoint(str(tmp_path))
+    assert loaded.global_head.config.readout == "first"
     for ours, theirs in zip(_encode(loaded), _encode(tiny_model)):
         assert torch.equal(ours.tokens, theirs.tokens)
 
