@@ -70,6 +70,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--i2t-queries", type=int, default=50)
     p.add_argument("--k-primes", type=int, nargs="+", default=list(K_PRIMES), help="K' per direction")
     p.add_argument("--nbits", type=int, default=2, choices=[1, 2])
+    p.add_argument("--residual", default="product", choices=["buckets", "product"],
+                   help="the compressed store's residual codec (compress.residual): product sets live in emb-res-product and index-res-product, buckets sets in emb-res and index-res")
     p.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES,
                    help="without tokens, the fp16 index has no IVF-Flat token parts (their build is the long one at 100K)")
     p.add_argument("--exhaustive-latency-queries", type=int, default=10,
@@ -169,9 +171,14 @@ def exhaustive_top(side: str, queries, target, k: int, config: TwoStageConfig, b
     return best_items
 
 
+def store_folder(store: str, args) -> str:
+    """``fp16``, ``res`` or ``res-product``: the name a store's folders carry in the workdir."""
+    return f"{store}-product" if store == "res" and args.residual == "product" else store
+
+
 def index_folder(work: Path, store: str, args) -> Path:
-    """``index-fp16`` / ``index-res``, with ``-ivf`` for indexes whose every FAISS part is IVF."""
-    return work / (f"index-{store}" + ("-ivf" if args.index_choice == "ivf" else ""))
+    """``index-fp16`` / ``index-res`` / ``index-res-product``, with ``-ivf`` for indexes whose every FAISS part is IVF."""
+    return work / (f"index-{store_folder(store, args)}" + ("-ivf" if args.index_choice == "ivf" else ""))
 
 
 def disk(path: Path) -> int:
@@ -195,10 +202,11 @@ def queries_of(side: EmbeddingSet, n: int, seed: int) -> np.ndarray:
 
 
 def run_size(args, emb_root: Path, work: Path, seconds: dict) -> dict:
-    res_root = work / "emb-res"
+    res_root = work / f"emb-{store_folder('res', args)}"
     if not (res_root / "captions" / "manifest.json").exists():
         with timed(seconds, "compress"):
-            compress(resolve(str(emb_root)), resolve(str(res_root)), CompressSection(nbits=args.nbits, train_task_cpus=os.cpu_count()))
+            compress(resolve(str(emb_root)), resolve(str(res_root)),
+                     CompressSection(nbits=args.nbits, residual=args.residual, train_task_cpus=os.cpu_count()))
     section = dict(use_gpu=False) if args.index_choice == "auto" else dict(flat_max=0, hnsw_max=0, use_gpu=False)
     token_parts = ["images-regions", "captions-words"] if "tokens" in args.sources else []
     for name, root, parts in (("fp16", emb_root, ["images-global", "captions-global", *token_parts]),
@@ -244,7 +252,7 @@ def run_size(args, emb_root: Path, work: Path, seconds: dict) -> dict:
         for store_name in sorted({"fp16", *args.exhaustive_stores}):
             for side in ("captions", "images"):
                 target = stores[store_name]["images" if side == "captions" else "captions"]
-                saved = work / f"exhaustive-{store_name}-{side}.npz"  # a rerun reuses the rankings of the same queries
+                saved = work / f"exhaustive-{store_folder(store_name, args)}-{side}.npz"  # a rerun reuses the rankings of the same queries
                 earlier = np.load(saved) if saved.exists() else None
                 if earlier is not None and np.array_equal(earlier["queries"], directions[side]):
                     top = earlier["top"]
@@ -285,7 +293,7 @@ def run_size(args, emb_root: Path, work: Path, seconds: dict) -> dict:
         if args.tokens_in == "memory":
             out["store"][name]["resident_bytes"] = sum(stores[name][side].nbytes for side in ("images", "captions"))
     out["store"]["fp16"]["token_parts"] = bool(token_parts)
-    out["store"]["codec"] = {k: v for k, v in sets["res"]["images"].manifest["codec"].items() if k in ("nbits", "n_centroids", "dim")}
+    out["store"]["codec"] = {k: v for k, v in sets["res"]["images"].manifest["codec"].items() if k in ("residual", "nbits", "n_centroids", "dim")}
     return out
 
 

@@ -40,10 +40,14 @@ __all__ = ["CompressSection", "CompressPaths", "sample_both_sides", "train_codec
 class CompressSection:
     """How tokens are compressed."""
 
-    nbits: Literal[1, 2] = 2  # residual bits per dimension: with 2, two-stage R@10 moved 4 points either way from fp16 at 100K (docs/engine.md); 1 halves the residual bytes
+    nbits: Literal[1, 2] = 2  # residual bits per dimension (D=128: 36 B a token at 2 bits against 256 B fp16); 1 halves the residual bytes
+    # how the residual bytes are spent. product: OPQ + PQ, a byte per D/(D*nbits/8) dimensions; on trained tokens it leaves a ninth of
+    # the buckets' squared error, and two-stage R@10 at 100K moved 0.3-0.5 points from fp16 against 4 with buckets (docs/engine.md).
+    # buckets: ColBERTv2's per-value buckets (sets written before this knob; sets under 256 held-out tokens)
+    residual: Literal["buckets", "product"] = "product"
     train_points_per_centroid: int = knob(64, ge=39)  # k-means sample = this x centroids (FAISS warns below 39)
     max_train_points: int = knob(1_000_000, ge=1)  # cap on the k-means sample (tokens of both sides together)
-    heldout_points: int = knob(50_000, ge=1)  # tokens, not seen by k-means, whose residuals set the bucket edges
+    heldout_points: int = knob(50_000, ge=1)  # tokens, not seen by k-means, whose residuals set the bucket edges and train the product codebooks
     n_centroids: int = knob(0, ge=0)  # 0 = PLAID's 2^floor(log2(16 sqrt(N_tokens))), capped at sample/39
     niter: int = knob(20, ge=1)  # k-means iterations
     seed: int = knob(0, ge=0)  # sample draw and k-means seed
@@ -75,13 +79,20 @@ def train_codec(sides: dict[str, EmbeddingSet], out_root: Location, section: Com
     """Trains the shared centroids and the residual buckets, writes them under ``<out>/codec``; returns codec.json.
 
     An existing codec.json is returned as it is: the centroids are trained once per output.
+
+    Raises:
+        ValueError: the existing codec has other ``nbits`` or ``residual`` than ``section`` asks for.
     """
     from teran_core.index.build import set_threads, vectors_per_item
     from teran_core.index.layout import PartSpec
 
     where = out_root.join(CODEC_DIR, "codec.json")
     if where.exists():
-        return json.loads(where.read_text())
+        stored = json.loads(where.read_text())
+        if (stored["nbits"], stored.get("residual", "buckets")) != (section.nbits, section.residual):
+            raise ValueError(f"{where.uri} holds a codec of nbits {stored['nbits']}, residual {stored.get('residual', 'buckets')}; this "
+                             f"run asks for nbits {section.nbits}, residual {section.residual}: compress into another output folder")
+        return stored
     start = time.perf_counter()
     n_tokens = sum(int(vectors_per_item(emb, PartSpec(kind, "tokens")).sum()) for kind, emb in sides.items())
     k = section.n_centroids or centroid_count(n_tokens)
@@ -92,7 +103,7 @@ def train_codec(sides: dict[str, EmbeddingSet], out_root: Location, section: Com
         train, heldout = sample[: len(sample) * 4 // 5], sample[len(sample) * 4 // 5:]
     k = min(k, centroid_count(n_tokens, len(train))) if not section.n_centroids else k
     set_threads(int(section.train_task_cpus))  # as the index tasks do: a pooled Ray worker keeps the thread count it started with
-    codec = fit_codec(train_centroids(train, k, section.seed, section.niter), heldout, section.nbits)
+    codec = fit_codec(train_centroids(train, k, section.seed, section.niter), heldout, section.nbits, section.residual)
     return write_codec(out_root, codec, {"tokens": n_tokens, "train_points": len(train), "heldout_points": len(heldout),
                                          "seconds": round(time.perf_counter() - start, 3)})
 
@@ -101,7 +112,7 @@ def _marker_matches(marker: dict | None, shard_entry: dict, codec_entry: dict, o
     if marker is None:
         return False
     same = (marker.get("source_sha256") == shard_entry.get("sha256") and marker.get("centroids_sha256") == codec_entry["centroids_sha256"]
-            and marker.get("nbits") == codec_entry["nbits"])
+            and marker.get("nbits") == codec_entry["nbits"] and marker.get("product_sha256") == codec_entry.get("product_sha256"))
     shard = out_side.join(f"{stem}.parquet")
     return same and shard.exists() and shard.size() == marker.get("bytes")
 
@@ -128,7 +139,8 @@ def compress_shard(emb: EmbeddingSet, shard: ShardInfo, out_root: Location, code
     info = write_parquet(out_side.join(shard.name), table, compressed_schema(emb.dim), ROW_GROUP_ITEMS)
     marker = {"rows": info.rows, "sha256": info.sha256, "bytes": info.bytes, "source": shard.name,
               "source_sha256": entry.get("sha256"), "centroids_sha256": codec_entry["centroids_sha256"],
-              "nbits": codec_entry["nbits"], "seconds": round(time.perf_counter() - start, 3)}
+              "nbits": codec_entry["nbits"], "product_sha256": codec_entry.get("product_sha256"),
+              "seconds": round(time.perf_counter() - start, 3)}
     marker_loc.write_text(json.dumps(marker, indent=1) + "\n")
     return {**marker, "skipped": False}
 
@@ -140,8 +152,8 @@ def write_side_manifest(emb: EmbeddingSet, out_root: Location, markers: list[dic
     manifest = {
         "format_version": COMPRESSED_FORMAT_VERSION, "kind": emb.kind, "dim": emb.dim, "dtype": "float32",
         "model": emb.manifest.get("model", {}), "global_kind": emb.manifest.get("global_kind", "slot0"), "source": emb.location.uri, "rejected": emb.manifest.get("rejected", 0),
-        "codec": {key: codec_entry[key] for key in ("name", "nbits", "n_centroids", "dim", "edges", "cutoffs", "weights",
-                                                    "centroids", "centroids_sha256")},
+        "codec": {key: codec_entry[key] for key in ("name", "residual", "nbits", "n_centroids", "dim", "edges", "cutoffs", "weights",
+                                                    "centroids", "centroids_sha256", "product", "product_sha256") if key in codec_entry},
         "shards": [{"name": m["source"], "rows": m["rows"], "sha256": m["sha256"], "bytes": m["bytes"], "source": m["source"]}
                    for m in markers],
     }
@@ -183,7 +195,8 @@ def compress(embeddings: Location, output: Location, section: CompressSection, e
     pending = {kind: [executor.submit(compress_shard, emb, shard, output, codec_entry, cpus=section.shard_task_cpus)
                       for shard in emb.shards] for kind, emb in sides.items()}
     summary = {"embeddings": embeddings.uri, "output": output.uri, "codec_reused": reused,
-               "codec": {k: codec_entry[k] for k in ("nbits", "n_centroids", "dim", "centroids_sha256")}, "sides": {}}
+               "codec": {k: codec_entry.get(k, "buckets") if k == "residual" else codec_entry[k]
+                         for k in ("residual", "nbits", "n_centroids", "dim", "centroids_sha256")}, "sides": {}}
     for kind, emb in sides.items():
         markers = executor.get(pending[kind])
         write_side_manifest(emb, output, markers, codec_entry)

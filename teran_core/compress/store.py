@@ -8,9 +8,10 @@
 | codes     | list<int32>                  | (L - 1,) centroid id of slots 1..L-1                  |
 | residuals | binary                       | (L - 1) * D * nbits / 8 bytes, slot by slot            |
 
-The codec lives once per embedding set, under ``<emb>/codec/``: ``centroids.npy`` first, then
-``codec.json`` (bucket edges, cutoffs, weights and the centroids' sha256) written last, so a
-``codec.json`` always describes centroids already on storage.
+The codec lives once per embedding set, under ``<emb>/codec/``: ``centroids.npy`` (and, for the
+``product`` residual, ``product.npz``: rotation and codebooks) first, then ``codec.json`` (bucket
+edges, cutoffs, weights and the sha256 of each array file) written last, so a ``codec.json`` always
+describes arrays already on storage.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 import numpy as np
 import pyarrow as pa
 
-from teran_core.compress.codec import ResidualCodec
+from teran_core.compress.codec import ProductResidual, ResidualCodec
 from teran_core.embedding_set import embedding_schema
 from teran_core.storage import Location
 
@@ -84,7 +85,7 @@ def decompress_table(table: pa.Table, codec: ResidualCodec) -> pa.Table:
     data = np.frombuffer(residuals.buffers()[2], np.uint8) if residuals.buffers()[2] is not None else np.zeros(0, np.uint8)
     first = residuals.offset
     offsets = np.frombuffer(residuals.buffers()[1], np.int32)[first:first + len(residuals) + 1]
-    packed = data[offsets[0]:offsets[-1]].reshape(len(codes), dim * codec.nbits // 8)
+    packed = data[offsets[0]:offsets[-1]].reshape(len(codes), codec.residual_bytes)
     tokens = np.empty((int(lengths.sum()), dim), np.float32)
     starts = np.cumsum(lengths) - lengths
     content = np.ones(len(tokens), bool)
@@ -104,13 +105,23 @@ def codec_digest(centroids: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(centroids, np.float32).tobytes()).hexdigest()
 
 
+def _product_bytes(product: ProductResidual) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, rotation=product.rotation.astype(np.float32), codebooks=product.codebooks.astype(np.float32))
+    return buffer.getvalue()
+
+
 def write_codec(root: Location, codec: ResidualCodec, extra: dict | None = None) -> dict:
-    """Writes ``<emb>/codec/centroids.npy`` then ``codec.json`` (last); returns the codec.json content."""
+    """Writes ``<emb>/codec/centroids.npy`` (and ``product.npz``) then ``codec.json`` (last); returns the codec.json content."""
     buffer = io.BytesIO()
     np.save(buffer, codec.centroids.astype(np.float32), allow_pickle=False)
     root.join(CODEC_DIR, "centroids.npy").write_bytes(buffer.getvalue())
-    entry = {**codec.to_manifest(), "centroids": f"{CODEC_DIR}/centroids.npy", "centroids_sha256": codec_digest(codec.centroids),
-             **(extra or {})}
+    entry = {**codec.to_manifest(), "centroids": f"{CODEC_DIR}/centroids.npy", "centroids_sha256": codec_digest(codec.centroids)}
+    if codec.product is not None:
+        data = _product_bytes(codec.product)
+        root.join(CODEC_DIR, "product.npz").write_bytes(data)
+        entry.update(product=f"{CODEC_DIR}/product.npz", product_sha256=hashlib.sha256(data).hexdigest())
+    entry.update(extra or {})
     root.join(CODEC_DIR, "codec.json").write_text(json.dumps(entry, indent=1) + "\n")
     return entry
 
@@ -131,4 +142,12 @@ def read_codec(root: Location, entry: dict | None = None) -> ResidualCodec:
     if codec_digest(centroids) != entry["centroids_sha256"]:
         raise ValueError(f"{root.join(entry['centroids']).uri} does not match the sha256 its manifest records: "
                          f"the centroids were replaced; compress the embedding set again")
-    return ResidualCodec(centroids, int(entry["nbits"]), np.asarray(entry["edges"], np.float64))
+    product = None
+    if entry.get("residual", "buckets") == "product":  # codecs written before the product residual have no key: buckets
+        data = root.join(entry["product"]).read_bytes()
+        if hashlib.sha256(data).hexdigest() != entry["product_sha256"]:
+            raise ValueError(f"{root.join(entry['product']).uri} does not match the sha256 its manifest records: "
+                             f"the codebooks were replaced; compress the embedding set again")
+        arrays = np.load(io.BytesIO(data), allow_pickle=False)
+        product = ProductResidual(arrays["rotation"], arrays["codebooks"])
+    return ResidualCodec(centroids, int(entry["nbits"]), np.asarray(entry["edges"], np.float64), product)

@@ -60,21 +60,47 @@ def test_decode_encode_is_within_half_a_bucket_width_per_dimension(nbits):
     assert np.all(error[inside] <= half_width[inside] + 1e-6)
 
 
+@pytest.mark.parametrize("nbits", [1, 2])
+def test_the_product_residual_spends_the_same_bytes_with_less_error_than_buckets(nbits):
+    rng = np.random.default_rng(2)
+    directions = unit(rng.normal(size=(40, 32)))  # tokens near 40 directions with correlated noise, as trained tokens are
+    tokens = unit(directions[rng.integers(0, 40, 16000)] + 0.3 * rng.normal(size=(16000, 4)) @ rng.normal(size=(4, 32))
+                  + 0.05 * rng.normal(size=(16000, 32)))
+    centroids = train_centroids(tokens[:4000], 64)
+    buckets, product = (fit_codec(centroids, tokens[4000:14000], nbits, residual) for residual in ("buckets", "product"))
+    assert (buckets.residual, product.residual) == ("buckets", "product")
+    x = tokens[14000:]  # neither trained on nor held out
+    errors = {}
+    for codec in (buckets, product):
+        codes, packed = codec.encode(x)
+        assert packed.shape == (2000, 32 * nbits // 8) and codec.bytes_per_token == 4 + 32 * nbits // 8
+        errors[codec.residual] = float(((codec.decode(codes, packed) - x) ** 2).sum(1).mean())
+    assert errors["product"] < 0.5 * errors["buckets"], errors
+
+
 def test_a_bad_nbits_is_refused():
     with pytest.raises(ValueError, match="nbits 3"):
         fit_codec(np.eye(8, dtype=np.float32), np.eye(8, dtype=np.float32), 3)
 
 
-# on MrSw totals (a sum over ~10 words of the best region's cosine, spread ~6.6 here); measured max gaps 1.92 (2 bits)
-# and 2.63 (1 bit) at D = 64 with 256 centroids; grounded synthetic tokens are noisier than trained ones (docs/engine.md)
-SCORE_TOLERANCE = {2: 2.0, 1: 3.0}
+def test_a_product_residual_is_refused_for_fewer_held_out_tokens_than_codewords():
+    tokens = unit(np.random.default_rng(0).normal(size=(300, 8)))
+    with pytest.raises(ValueError, match="got 255 held-out tokens: use residual buckets"):
+        fit_codec(tokens[:16], tokens[:255], 2, "product")
 
 
-@pytest.mark.parametrize("nbits", [2, 1])
-def test_exhaustive_scores_from_the_compressed_store_match_fp16(tmp_path, nbits):
+# on MrSw totals (a sum over ~10 words of the best region's cosine); measured max gaps 1.56 (2 bits) and 2.14 (1 bit)
+# with buckets, 0.76 (2 bits) with the product residual, at D = 64; grounded synthetic tokens are noisier than trained ones
+# (docs/engine.md)
+SCORE_TOLERANCE = {(2, "buckets"): 2.0, (1, "buckets"): 3.0, (2, "product"): 1.0}
+
+
+@pytest.mark.parametrize("nbits,residual", [(2, "buckets"), (1, "buckets"), (2, "product")])
+def test_exhaustive_scores_from_the_compressed_store_match_fp16(tmp_path, nbits, residual):
     root = resolve(str(tmp_path))
     write_grounded_embeddings(root.join("fp16"), GroundedSpec(images=160, dim=64, images_per_shard=80, seed=3))
-    summary = compress(root.join("fp16"), root.join("res"), CompressSection(nbits=nbits))
+    summary = compress(root.join("fp16"), root.join("res"), CompressSection(nbits=nbits, residual=residual))
+    assert summary["codec"]["residual"] == residual
     assert {side: s["skipped"] for side, s in summary["sides"].items()} == {"images": 0, "captions": 0}
     sets = {name: {side: EmbeddingSet.open(root.join(name, side)) for side in ("images", "captions")} for name in ("fp16", "res")}
     images = {name: s["images"].fetch(range(160)) for name, s in sets.items()}
@@ -87,12 +113,12 @@ def test_exhaustive_scores_from_the_compressed_store_match_fp16(tmp_path, nbits)
                                TokenSet(torch.from_numpy(captions[name].tokens), torch.from_numpy(captions[name].lengths)))
         scores[name] = raw.numpy()  # (images, captions)
     gap = np.abs(scores["res"] - scores["fp16"])
-    assert gap.max() <= SCORE_TOLERANCE[nbits], gap.max()
+    assert gap.max() <= SCORE_TOLERANCE[nbits, residual], gap.max()
     if nbits == 1:
         return  # 2 x its tolerance exceeds every gap in this small set: no pair to check the ranking on
     # the ranking of images for each caption is the same wherever fp16 scores are further apart than the tolerance
     fp16 = scores["fp16"]
-    apart = (fp16[:, None, :] - fp16[None, :, :]) > 2 * SCORE_TOLERANCE[nbits]  # (i, j, caption): i clearly above j
+    apart = (fp16[:, None, :] - fp16[None, :, :]) > 2 * SCORE_TOLERANCE[nbits, residual]  # (i, j, caption): i clearly above j
     assert apart.any()
     assert np.all((scores["res"][:, None, :] > scores["res"][None, :, :])[apart])
 
@@ -100,11 +126,31 @@ def test_exhaustive_scores_from_the_compressed_store_match_fp16(tmp_path, nbits)
 def test_a_rerun_reuses_the_codec_and_skips_finished_shards(tmp_path):
     root = resolve(str(tmp_path))
     write_grounded_embeddings(root.join("fp16"), GroundedSpec(images=40, dim=16, images_per_shard=20))
-    first = compress(root.join("fp16"), root.join("res"), CompressSection(seed=1))
+    first = compress(root.join("fp16"), root.join("res"), CompressSection(seed=1, residual="buckets"))
     centroids = root.join("res", "codec", "centroids.npy").read_bytes()
-    again = compress(root.join("fp16"), root.join("res"), CompressSection(seed=2))  # another seed: still reused
+    again = compress(root.join("fp16"), root.join("res"), CompressSection(seed=2, residual="buckets"))  # another seed: still reused
     assert again["codec"] == first["codec"] and root.join("res", "codec", "centroids.npy").read_bytes() == centroids
     assert again["codec_reused"] and {side: s["skipped"] for side, s in again["sides"].items()} == {"images": 2, "captions": 2}
+    with pytest.raises(ValueError, match="nbits 2, residual buckets; this run asks for nbits 2, residual product"):
+        compress(root.join("fp16"), root.join("res"), CompressSection())  # the default (product) is never mixed into a buckets set
+
+
+def test_a_product_codec_round_trips_through_storage_and_refuses_replaced_codebooks(tmp_path):
+    root = resolve(str(tmp_path))
+    write_grounded_embeddings(root.join("fp16"), GroundedSpec(images=200, dim=16, images_per_shard=100, seed=4))
+    compress(root.join("fp16"), root.join("res"), CompressSection())  # product, the default
+    res = EmbeddingSet.open(root.join("res", "images"))
+    assert res.manifest["codec"]["residual"] == "product" and res.codec.product.codebooks.shape == (4, 256, 4)
+    fp16 = EmbeddingSet.open(root.join("fp16", "images")).fetch(range(20))
+    decoded = res.fetch(range(20))
+    content = np.arange(decoded.tokens.shape[1])[None, :] < decoded.lengths[:, None]
+    content[:, 0] = False
+    cosines = (decoded.tokens * fp16.tokens).sum(-1)[content]
+    assert cosines.min() > 0.9  # unit tokens decoded close to what was encoded
+    codebooks = root.join("res", "codec", "product.npz")
+    codebooks.write_bytes(codebooks.read_bytes()[:-1] + b"x")
+    with pytest.raises(ValueError, match="product.npz does not match the sha256"):
+        _ = EmbeddingSet.open(root.join("res", "captions")).codec
 
 
 def test_the_compressed_set_says_what_kind_of_global_vector_it_holds(tmp_path):
