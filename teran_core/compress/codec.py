@@ -52,11 +52,11 @@ def unpack_bits(packed: np.ndarray, dim: int, nbits: int) -> np.ndarray:
 
 @dataclasses.dataclass
 class ProductResidual:
-    """Residuals as one byte per sub-vector after a rotation: OPQ + PQ with 256 codewords per sub-space.
+    """Residuals as one byte per sub-vector after a rotation: OPQ + PQ with up to 256 codewords per sub-space.
 
     Attributes:
         rotation: (D, D) orthonormal; a residual r is quantised as ``r @ rotation.T`` and decoded back by ``@ rotation``.
-        codebooks: (M, 256, D / M) float32 codewords of each sub-space.
+        codebooks: (M, K, D / M) float32 codewords of each sub-space, K = 256 (fewer for a held-out sample under 256 tokens).
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -71,9 +71,9 @@ class ProductResidual:
 
     def __post_init__(self):
         m, k, sub = self.codebooks.shape
-        if k != 256 or self.rotation.shape != (m * sub, m * sub):
+        if not 1 <= k <= 256 or self.rotation.shape != (m * sub, m * sub):
             raise ValueError(f"product residual: codebooks {self.codebooks.shape} and rotation {self.rotation.shape} "
-                             f"are not (M, 256, D/M) and (D, D)")
+                             f"are not (M, K <= 256, D/M) and (D, D)")
 
     @property
     def code_bytes(self) -> int:
@@ -83,17 +83,17 @@ class ProductResidual:
         """(T, D) residuals -> (T, M) uint8: each rotated sub-vector's nearest codeword."""
         m, _, sub = self.codebooks.shape
         codes = np.empty((len(residuals), m), np.uint8)
-        norms = (self.codebooks ** 2).sum(2)  # (M, 256)
+        norms = (self.codebooks ** 2).sum(2)  # (M, K)
         for start in range(0, len(residuals), block):
             rotated = (residuals[start:start + block] @ self.rotation.T).reshape(-1, m, sub)  # (t, M, D/M)
             for space in range(m):  # nearest codeword: the largest 2 x.c - |c|^2
-                scores = rotated[:, space] @ (2 * self.codebooks[space].T) - norms[space]  # (t, 256)
+                scores = rotated[:, space] @ (2 * self.codebooks[space].T) - norms[space]  # (t, K)
                 codes[start:start + block, space] = np.argmax(scores, axis=1)
         return codes
 
     @functools.cached_property
     def _codewords(self) -> tuple[np.ndarray, np.ndarray]:
-        """(every codeword (M * 256, D/M), each sub-space's first row (M,)): one flat gather decodes a token."""
+        """(every codeword (M * K, D/M), each sub-space's first row (M,)): one flat gather decodes a token."""
         m, k, sub = self.codebooks.shape
         return np.ascontiguousarray(self.codebooks.reshape(m * k, sub), np.float32), np.arange(m, dtype=np.intp) * k
 
@@ -105,23 +105,29 @@ class ProductResidual:
 
 
 def fit_product_residual(residuals: np.ndarray, code_bytes: int, seed: int = 0) -> ProductResidual:
-    """OPQ rotation and PQ codebooks (FAISS) trained on held-out residuals (at least 256 of them; 39 x 256 avoids FAISS's warning)."""
+    """OPQ rotation and PQ codebooks (FAISS) trained on held-out residuals: 256 codewords per sub-space, or the largest
+    power of two the sample holds (39 x 256 residuals avoid FAISS's warning).
+
+    Example:
+        >>> residuals = np.random.default_rng(0).normal(size=(100, 8)).astype(np.float32)
+        >>> fit_product_residual(residuals, code_bytes=2).codebooks.shape  # 100 residuals: 64 codewords per sub-space
+        (2, 64, 4)
+    """
     import faiss
 
     residuals = np.ascontiguousarray(residuals, np.float32)
-    if len(residuals) < 256:
-        raise ValueError(f"the product residual trains 256 codewords per sub-space and got {len(residuals)} held-out tokens: "
-                         f"use residual buckets for a set this small")
-    dim = residuals.shape[1]
+    if len(residuals) < 2:
+        raise ValueError(f"the product residual needs at least 2 held-out tokens, got {len(residuals)}")
+    dim, bits = residuals.shape[1], min(8, int(np.log2(len(residuals))))
     opq = faiss.OPQMatrix(dim, code_bytes)
-    opq.pq = faiss.ProductQuantizer(dim, code_bytes, 8)
+    opq.pq = faiss.ProductQuantizer(dim, code_bytes, bits)
     opq.pq.cp.seed = seed
     opq.train(residuals)
     rotation = faiss.vector_to_array(opq.A).reshape(dim, dim)
-    pq = faiss.ProductQuantizer(dim, code_bytes, 8)
+    pq = faiss.ProductQuantizer(dim, code_bytes, bits)
     pq.cp.seed = seed
     pq.train(np.ascontiguousarray(residuals @ rotation.T))
-    return ProductResidual(rotation.astype(np.float32), faiss.vector_to_array(pq.centroids).reshape(code_bytes, 256, -1))
+    return ProductResidual(rotation.astype(np.float32), faiss.vector_to_array(pq.centroids).reshape(code_bytes, 2**bits, -1))
 
 
 @dataclasses.dataclass

@@ -43,7 +43,7 @@ class CompressSection:
     nbits: Literal[1, 2] = 2  # residual bits per dimension (D=128: 36 B a token at 2 bits against 256 B fp16); 1 halves the residual bytes
     # how the residual bytes are spent. product: OPQ + PQ, a byte per D/(D*nbits/8) dimensions; on trained tokens it leaves a ninth of
     # the buckets' squared error, and two-stage R@10 at 100K moved 0.3-0.5 points from fp16 against 4 with buckets (docs/engine.md).
-    # buckets: ColBERTv2's per-value buckets (sets written before this knob; sets under 256 held-out tokens)
+    # buckets: ColBERTv2's per-value buckets (what sets written before this knob hold)
     residual: Literal["buckets", "product"] = "product"
     train_points_per_centroid: int = knob(64, ge=39)  # k-means sample = this x centroids (FAISS warns below 39)
     max_train_points: int = knob(1_000_000, ge=1)  # cap on the k-means sample (tokens of both sides together)
