@@ -8,7 +8,7 @@ Two ways to spend the D*nbits/8 residual bytes (docs/engine.md, "Residual codec"
   quantiles) comes back within half its bucket's width. Bits are packed most significant first.
 - ``product``: the residual is rotated (OPQ) and cut into D*nbits/8 sub-vectors, each stored as the
   byte of its nearest of 256 codewords (product quantisation, as FAISS's IVF-PQ stores residuals). On
-  the 100K-image set's tokens at 2 bits it leaves 0.11 of the buckets' squared error.
+  the 100K-image set's tokens at 2 bits it leaves 0.12 of the buckets' squared error (benchmarks/codec_error.py).
 
 At D = 128: 4 B of centroid id + 16 B (1 bit) or 32 B (2 bits), against 256 B of fp16.
 """

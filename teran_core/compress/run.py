@@ -41,7 +41,7 @@ class CompressSection:
     """How tokens are compressed."""
 
     nbits: Literal[1, 2] = 2  # residual bits per dimension (D=128: 36 B a token at 2 bits against 256 B fp16); 1 halves the residual bytes
-    # how the residual bytes are spent. product: OPQ + PQ, a byte per D/(D*nbits/8) dimensions; on trained tokens it leaves a ninth of
+    # how the residual bytes are spent. product: OPQ + PQ, a byte per D/(D*nbits/8) dimensions; on trained tokens it leaves an eighth of
     # the buckets' squared error, and two-stage R@10 at 100K moved 0.3-0.5 points from fp16 against 4 with buckets (docs/engine.md).
     # buckets: ColBERTv2's per-value buckets (what sets written before this knob hold)
     residual: Literal["buckets", "product"] = "product"
