@@ -44,7 +44,7 @@ def test_a_killed_driver_resumes_with_the_same_centroids_and_compresses_each_sha
     before = {kind: shard_state(output, kind) for kind in ("images", "captions")}
     assert 3 <= len(before["images"]) < 30, "the job must be killed half-way"
     assert not output.join("images", "manifest.json").exists()
-    codec = {name: output.join("codec", name).read_bytes() for name in ("centroids.npy", "codec.json")}
+    codec = {name: output.join("codec", name).read_bytes() for name in ("centroids.npy", "product.npz", "codec.json")}  # product: the default
 
     rerun = run(endpoint, str(config))
     log, _ = rerun.communicate(timeout=500)
@@ -52,7 +52,7 @@ def test_a_killed_driver_resumes_with_the_same_centroids_and_compresses_each_sha
     summary = json.loads(log[log.index("{\n"):log.rindex("}") + 1])
 
     assert summary["codec_reused"] is True
-    assert {name: output.join("codec", name).read_bytes() for name in codec} == codec  # centroids identical after the kill
+    assert {name: output.join("codec", name).read_bytes() for name in codec} == codec  # centroids and codebooks identical after the kill
     for kind in ("images", "captions"):
         after = shard_state(output, kind)
         assert len(after) == 30
