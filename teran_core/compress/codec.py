@@ -132,7 +132,7 @@ def fit_product_residual(residuals: np.ndarray, code_bytes: int, seed: int = 0) 
 
 @dataclasses.dataclass
 class ResidualCodec:
-    """Centroids plus residual buckets; what a compressed embedding set's manifest records.
+    """Centroids plus the residual codec (buckets, or product codes); what a compressed embedding set's manifest records.
 
     Attributes:
         centroids: (K, D) float32 unit-norm centroids shared by both sides.
