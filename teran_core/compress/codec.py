@@ -83,11 +83,12 @@ class ProductResidual:
         """(T, D) residuals -> (T, M) uint8: each rotated sub-vector's nearest codeword."""
         m, _, sub = self.codebooks.shape
         codes = np.empty((len(residuals), m), np.uint8)
+        doubled = 2 * self.codebooks.transpose(0, 2, 1)  # (M, D/M, K)
         norms = (self.codebooks ** 2).sum(2)  # (M, K)
         for start in range(0, len(residuals), block):
             rotated = (residuals[start:start + block] @ self.rotation.T).reshape(-1, m, sub)  # (t, M, D/M)
             for space in range(m):  # nearest codeword: the largest 2 x.c - |c|^2
-                scores = rotated[:, space] @ (2 * self.codebooks[space].T) - norms[space]  # (t, K)
+                scores = rotated[:, space] @ doubled[space] - norms[space]  # (t, K)
                 codes[start:start + block, space] = np.argmax(scores, axis=1)
         return codes
 
@@ -263,14 +264,13 @@ def fit_codec(centroids: np.ndarray, heldout: np.ndarray, nbits: int, residual: 
         >>> len(codec.cutoffs), len(codec.weights), codec.bytes_per_token
         (3, 4, 6)
     """
+    if residual not in ("buckets", "product"):
+        raise ValueError(f"residual codec: residual {residual!r}, expected 'buckets' or 'product'")
     codec = ResidualCodec(np.ascontiguousarray(centroids, np.float32), nbits, np.zeros(2**nbits + 1))
     heldout = np.asarray(heldout, np.float32)
     residuals = heldout - codec.centroids[codec.assign(heldout)]  # (n, D)
     levels = np.linspace(0, 1, 2**nbits + 1)
     levels[0], levels[-1] = TAIL, 1 - TAIL
     edges = np.quantile(residuals.reshape(-1), levels).astype(np.float64)
-    if residual == "product":
-        return ResidualCodec(codec.centroids, nbits, edges, fit_product_residual(residuals, codec.residual_bytes))
-    if residual != "buckets":
-        raise ValueError(f"residual codec: residual {residual!r}, expected 'buckets' or 'product'")
-    return ResidualCodec(codec.centroids, nbits, edges)
+    product = fit_product_residual(residuals, codec.residual_bytes) if residual == "product" else None
+    return ResidualCodec(codec.centroids, nbits, edges, product)

@@ -25,7 +25,15 @@ import numpy as np
 
 from teran_core.compress.centroids import centroid_count, train_centroids
 from teran_core.compress.codec import fit_codec
-from teran_core.compress.store import CODEC_DIR, COMPRESSED_FORMAT_VERSION, compress_table, compressed_schema, read_codec, write_codec
+from teran_core.compress.store import (
+    CODEC_DIR,
+    COMPRESSED_FORMAT_VERSION,
+    codec_residual,
+    compress_table,
+    compressed_schema,
+    read_codec,
+    write_codec,
+)
 from teran_core.config import knob
 from teran_core.data.writer import write_parquet
 from teran_core.embedding_set import KINDS, ROW_GROUP_ITEMS, EmbeddingSet, ShardInfo
@@ -89,8 +97,8 @@ def train_codec(sides: dict[str, EmbeddingSet], out_root: Location, section: Com
     where = out_root.join(CODEC_DIR, "codec.json")
     if where.exists():
         stored = json.loads(where.read_text())
-        if (stored["nbits"], stored.get("residual", "buckets")) != (section.nbits, section.residual):
-            raise ValueError(f"{where.uri} holds a codec of nbits {stored['nbits']}, residual {stored.get('residual', 'buckets')}; this "
+        if (stored["nbits"], codec_residual(stored)) != (section.nbits, section.residual):
+            raise ValueError(f"{where.uri} holds a codec of nbits {stored['nbits']}, residual {codec_residual(stored)}; this "
                              f"run asks for nbits {section.nbits}, residual {section.residual}: compress into another output folder")
         return stored
     start = time.perf_counter()
@@ -195,8 +203,8 @@ def compress(embeddings: Location, output: Location, section: CompressSection, e
     pending = {kind: [executor.submit(compress_shard, emb, shard, output, codec_entry, cpus=section.shard_task_cpus)
                       for shard in emb.shards] for kind, emb in sides.items()}
     summary = {"embeddings": embeddings.uri, "output": output.uri, "codec_reused": reused,
-               "codec": {k: codec_entry.get(k, "buckets") if k == "residual" else codec_entry[k]
-                         for k in ("residual", "nbits", "n_centroids", "dim", "centroids_sha256")}, "sides": {}}
+               "codec": {"residual": codec_residual(codec_entry), **{k: codec_entry[k] for k in ("nbits", "n_centroids", "dim", "centroids_sha256")}},
+               "sides": {}}
     for kind, emb in sides.items():
         markers = executor.get(pending[kind])
         write_side_manifest(emb, output, markers, codec_entry)

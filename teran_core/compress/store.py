@@ -28,7 +28,7 @@ from teran_core.embedding_set import embedding_schema
 from teran_core.storage import Location
 
 __all__ = ["COMPRESSED_FORMAT_VERSION", "CODEC_DIR", "compressed_schema", "compress_table", "decompress_table",
-           "write_codec", "read_codec", "codec_digest"]
+           "write_codec", "read_codec", "codec_digest", "codec_residual"]
 
 COMPRESSED_FORMAT_VERSION = 2  # embedding manifests of compressed sets; fp16 sets stay at version 1
 CODEC_DIR = "codec"
@@ -101,6 +101,11 @@ def decompress_table(table: pa.Table, codec: ResidualCodec) -> pa.Table:
                                 schema=embedding_schema(dim, "float32"))
 
 
+def codec_residual(entry: dict) -> str:
+    """The residual of a codec.json or manifest codec entry; entries written before the product residual have no key: buckets."""
+    return entry.get("residual", "buckets")
+
+
 def codec_digest(centroids: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(centroids, np.float32).tobytes()).hexdigest()
 
@@ -143,7 +148,7 @@ def read_codec(root: Location, entry: dict | None = None) -> ResidualCodec:
         raise ValueError(f"{root.join(entry['centroids']).uri} does not match the sha256 its manifest records: "
                          f"the centroids were replaced; compress the embedding set again")
     product = None
-    if entry.get("residual", "buckets") == "product":  # codecs written before the product residual have no key: buckets
+    if codec_residual(entry) == "product":
         data = root.join(entry["product"]).read_bytes()
         if hashlib.sha256(data).hexdigest() != entry["product_sha256"]:
             raise ValueError(f"{root.join(entry['product']).uri} does not match the sha256 its manifest records: "
