@@ -7,6 +7,8 @@
         --setting teacher_temperature=0.05 student_scale=30 batch_size=128 lr=2e-3
     python benchmarks/distill_budget.py --teran demo_output/models/teran --distill-images 14000 --steps 1176 \
         --eval-every 196 --setting teacher_temperature=0.05 student_scale=30 batch_size=128 lr=2e-3
+    python benchmarks/distill_budget.py --teran demo_output/models/teran --epochs 4 --eval-every 49 --readout mean \
+        --dropout 0 --prototypes 1024 2048 --setting teacher_temperature=0.05 student_scale=30 batch_size=128 lr=3e-3
 
 Generates the demo's dataset (``configs/demo.yaml``), trains the demo's TERAN for its one epoch as
 ``benchmarks/demo_budget.py`` does (or loads it from ``--teran`` when that folder holds a checkpoint,
@@ -15,6 +17,9 @@ else saves it there), then distills a head per setting with the distill job's st
 prints, every ``--eval-every`` steps of every ``--setting`` (the loss's and optimiser's knobs), the rsum of
 the head's vectors alone on the whole 1K test split (5,000 captions) against exhaustive TERAN, their
 ratio, the dev top-10 overlap and the seconds spent. No Ray.
+
+``--prototypes K ...`` adds a prototype head of K prototypes per K (docs/distill.md), started, as the
+job starts one, from the k-means of the tokens of the first 1,000 training images and their captions.
 
 ``--distill-images N`` distills on the train split of a larger dataset from the same generator and seed
 (the demo's images and splits are its first ones, so the test split stays unseen): the teacher labels
@@ -46,8 +51,8 @@ from teran_core.config import load_config  # noqa: E402
 from teran_core.data import CaptionCollator, DatasetManifest  # noqa: E402
 from teran_core.data.synth import SynthConfig, generate_dataset  # noqa: E402
 from teran_core.distill import DevAgreement, DistillLossConfig, FrozenTokens, TokenPool, distill_step  # noqa: E402
-from teran_core.distill.loop import HeadPair  # noqa: E402
-from teran_core.model.global_head import GlobalHead, GlobalHeadConfig  # noqa: E402
+from teran_core.distill.loop import HeadPair, content_tokens  # noqa: E402
+from teran_core.model.global_head import GlobalHeadConfig, build_global_head  # noqa: E402
 from teran_core.train.loop import DevSet  # noqa: E402
 from teran_core.train.pairs import collate_pairs  # noqa: E402
 
@@ -73,8 +78,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="distill on the train split of this many synthetic images (same seed) instead of the demo's")
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--readout", choices=("first", "mean"), nargs="+", default=["first"],
-                   help="the head's readout(s): every --setting is distilled once per readout")
+    p.add_argument("--readout", choices=("first", "mean"), nargs="*", default=["first"],
+                   help="the transformer head's readout(s): every --setting is distilled once per readout")
+    p.add_argument("--prototypes", type=int, nargs="*", default=[],
+                   help="prototype heads of these widths K, each distilled with every --setting too")
     p.add_argument("--config", default=os.path.join(REPO, "configs", "demo.yaml"))
     return p.parse_args(argv)
 
@@ -105,12 +112,18 @@ def main(argv=None) -> int:
     print(f"test split: {cfg.data.test_images} images, {len(test.caption_image_index)} captions; exhaustive TERAN rsum "
           f"{held_out.teacher_rsum:.1f} (encoded and scored in {time.perf_counter() - started:.0f} s)", flush=True)
     dev_agreement = DevAgreement(teran, dev)
-    for knobs, readout in itertools.product(args.setting or [[]], args.readout):
+    heads = [GlobalHeadConfig(layers=args.layers, dropout=args.dropout, readout=readout) for readout in args.readout]
+    heads += [GlobalHeadConfig(kind="prototypes", prototypes=k) for k in args.prototypes]
+    init_tokens = content_tokens(teran, DevSet.load(manifest, "train", 1000, CaptionCollator())) if args.prototypes else None
+    for knobs, head_config in itertools.product(args.setting or [[]], heads):
         setting = {**SETTING, **dict(knobs)}
-        name = " ".join(f"{key}={value:g}" for key, value in setting.items()) + f" readout={readout}"
+        kind = f"prototypes={head_config.prototypes}" if head_config.kind == "prototypes" else f"readout={head_config.readout}"
+        name = " ".join(f"{key}={value:g}" for key, value in setting.items()) + f" {kind}"
         torch.manual_seed(cfg.data.seed)
         frozen = FrozenTokens(teran, max_mb=1024)  # each setting pays the first epoch's TERAN pass, as the job does
-        head = GlobalHead(GlobalHeadConfig(layers=args.layers, dropout=args.dropout, readout=readout), teran.config.embed_size)
+        head = build_global_head(head_config, teran.config.embed_size)
+        if head_config.kind == "prototypes":
+            head.init_from(init_tokens)
         lr, batch_size = setting["lr"], setting["batch_size"]
         pair, optimizer = HeadPair(head), torch.optim.Adam(head.parameters(), lr=lr)
         loss_cfg = DistillLossConfig(teacher_temperature=setting["teacher_temperature"],

@@ -242,8 +242,9 @@ def run_size(args, emb_root: Path, work: Path, seconds: dict) -> dict:
         retriever = TwoStageRetriever(config, images=store["images"], captions=store["captions"], parts=part_set)
         batch = query_batches[side]
         ranked = retriever.search(side, batch, k=10)
-        cands = [c for start in range(len(batch)) for c in retriever.candidates(
-            side, batch.tokens[start:start + 1], batch.lengths[start:start + 1])]
+        one = [slice(start, start + 1) for start in range(len(batch))]
+        cands = [c for q in one for c in retriever.candidates(
+            side, batch.tokens[q], batch.lengths[q], None if batch.globals is None else batch.globals[q])]
         return ranked, cands
 
     top_of_exhaustive = {}

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
 from jobs.config import RayConfig
 from teran_core.config import knob
 from teran_core.model.config import TeranConfig
+from teran_core.model.global_head import GlobalHeadConfig
 from teran_core.storage import StorageConfig
 
 __all__ = ["DemoJobConfig"]
@@ -42,11 +42,11 @@ class DemoTraining:
 class DemoDistill:
     """The distill step's knobs; defaults are the best measured by benchmarks/distill_budget.py (docs/distill.md)."""
 
-    epochs: int = knob(2, ge=1)  # later epochs cost the head alone: TERAN's tokens are computed once
-    lr: float = knob(2e-3, gt=0)  # the head alone, from scratch: far above ALADIN's 1e-5
-    layers: int = knob(2, ge=1)  # head layers (ALADIN: 2)
-    readout: Literal["first", "mean"] = "mean"  # ALADIN reads position 0; the mean over the tokens ranks closer to TERAN here
-    dropout: float = knob(0.0, ge=0.0, lt=1.0)  # inside the head (ALADIN: 0.1); like TERAN's here, it costs more than it gives in 2 epochs
+    epochs: int = knob(3, ge=1)  # later epochs cost the head alone: TERAN's tokens are computed once
+    lr: float = knob(3e-3, gt=0)  # the head alone, from scratch: far above ALADIN's 1e-5
+    # the head, as teran distill's head section; the demo's is the prototype head (docs/distill.md: one 128-wide
+    # vector cannot rank like this TERAN)
+    head: GlobalHeadConfig = dataclasses.field(default_factory=lambda: GlobalHeadConfig(kind="prototypes"))
     teacher_temperature: float = knob(0.05, gt=0)  # ALADIN's 1 leaves this small TERAN's softmax nearly flat
     student_scale: float = knob(30.0, gt=0)  # ALADIN's 6 cannot express a teacher that sharp
     batch_size: int = knob(128, ge=2)  # longer in-batch lists than ALADIN's 32, at about the same cost per epoch

@@ -77,7 +77,7 @@ def demo_plan(cfg: DemoJobConfig) -> dict[str, Step]:
             dist = cfg.distill
             steps[f"distill-{model.distilled_from}"] = Step("distill", {
                 "teacher": {"checkpoint": join_uri(root, "models", model.distilled_from)},
-                "head": {"layers": dist.layers, "readout": dist.readout, "dropout": dist.dropout},
+                "head": dataclasses.asdict(dist.head),
                 "loss": {"teacher_temperature": dist.teacher_temperature, "student_scale": dist.student_scale},
                 "distill": {"cache_tokens_mb": t.cache_backbone_mb},
                 "data": {"dataset": join_uri(root, "dataset"), "dev_images": t.dev_images, "materialize": True},

@@ -22,9 +22,9 @@ from jobs.train_config import DistillJobConfig
 from teran_core.config import ConfigError, from_dict
 from teran_core.data import CaptionCollator, DatasetManifest
 from teran_core.distill import DevAgreement, FrozenTokens, TokenPool, distill_step
-from teran_core.distill.loop import HeadPair
+from teran_core.distill.loop import HeadPair, content_tokens
 from teran_core.encode.model_spec import ModelSpec
-from teran_core.model.global_head import GlobalHead
+from teran_core.model.global_head import build_global_head
 from teran_core.storage import resolve
 from teran_core.train import collate_pairs, learning_rate
 from teran_core.train.loop import DevSet
@@ -51,8 +51,15 @@ def distill_loop_per_worker(loop_config: dict) -> None:
     rank = ray.train.get_context().get_world_rank()
     resumed = resume()  # [1] after a restart or a rerun of the same run name: TERAN with the head so far
     model, state = resumed or (ModelSpec.from_section(cfg.teacher, cfg.storage).load(), TrainState())
-    head = model.global_head if resumed else GlobalHead(cfg.head, model.config.embed_size)
+    head = model.global_head if resumed else build_global_head(cfg.head, model.config.embed_size)
     model.attach_global_head(None).to(ray.train.torch.get_device())  # the teacher: TERAN's own tokens
+    manifest = DatasetManifest.load(resolve(cfg.data.dataset, cfg.storage))
+    if not resumed and cfg.head.kind == "prototypes":  # before [2], whose DDP wrapper copies rank 0's prototypes to all
+        sample = DevSet.load(manifest, cfg.data.train_split, cfg.distill.init_images, caption_collator(cfg))
+        tokens = content_tokens(model, sample)
+        head.init_from(tokens)
+        log.info("prototypes: k-means of %d tokens of %d training images into %d", len(tokens), len(sample.images["n_regions"]),
+                 head.width)
     frozen = FrozenTokens(model, cfg.distill.cache_tokens_mb)
     pair = ray.train.torch.prepare_model(HeadPair(head))  # [2] device placement, DDP when > 1 worker
     optimizer = torch.optim.Adam(head.parameters(), lr=cfg.optim.lr)
@@ -61,7 +68,6 @@ def distill_loop_per_worker(loop_config: dict) -> None:
     pool = TokenPool(cfg.loss.pool_batches) if cfg.loss.hard_negatives else None
     dev = None
     if rank == 0:
-        manifest = DatasetManifest.load(resolve(cfg.data.dataset, cfg.storage))
         dev = DevAgreement(model, DevSet.load(manifest, cfg.data.dev_split, cfg.data.dev_images, caption_collator(cfg)),
                            cfg.distill.agreement_k)
         log.info("teacher dev rsum %.1f; head at start: %s", dev.teacher_rsum, _agreement_line(dev.measure(head), cfg))

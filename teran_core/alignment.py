@@ -48,8 +48,9 @@ class TokenSet:
         (torch.float16, [5, 3], 2)
     """
 
-    tokens: torch.Tensor  # (B, L, D) L2-normalised; slot 0 = global vector
+    tokens: torch.Tensor  # (B, L, D) L2-normalised; slot 0 = global vector unless ``globals`` is given
     lengths: torch.Tensor  # (B,) int64, slot 0 included
+    globals: torch.Tensor | None = None  # (B, G) global vectors of another width than D (a prototype head's)
 
     def __post_init__(self):
         self.tokens = torch.as_tensor(self.tokens)
@@ -59,10 +60,15 @@ class TokenSet:
                 f"TokenSet: tokens {tuple(self.tokens.shape)} and lengths {tuple(self.lengths.shape)} do not fit; "
                 "expected tokens (B, L, D) and lengths (B,)"
             )
+        if self.globals is not None:
+            self.globals = torch.as_tensor(self.globals)
+            if self.globals.dim() != 2 or self.globals.shape[0] != self.tokens.shape[0]:
+                raise ValueError(f"TokenSet: globals {tuple(self.globals.shape)} do not fit tokens {tuple(self.tokens.shape)}; "
+                                 "expected (B, G)")
 
     @property
     def global_vectors(self) -> torch.Tensor:
-        return self.tokens[:, 0]  # (B, D)
+        return self.tokens[:, 0] if self.globals is None else self.globals  # (B, D) or (B, G)
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
@@ -70,7 +76,7 @@ class TokenSet:
     def __getitem__(self, index) -> "TokenSet":
         """The sets at ``index`` (a slice, or an index tensor/array)."""
         index = index if isinstance(index, slice) else torch.as_tensor(index, device=self.tokens.device)
-        return TokenSet(self.tokens[index], self.lengths[index])
+        return TokenSet(self.tokens[index], self.lengths[index], None if self.globals is None else self.globals[index])
 
 
 def _scored_counts(ts: TokenSet, dropped: int, what: str) -> torch.Tensor:

@@ -26,7 +26,7 @@ from teran_core.config import from_dict
 from teran_core.data.tokenizer import load_tokenizer
 from teran_core.model.backbone import check_bert_uncased_vocabulary
 from teran_core.model.config import TeranConfig, load_reference_config
-from teran_core.model.global_head import GlobalHead, GlobalHeadConfig
+from teran_core.model.global_head import GlobalHeadConfig, build_global_head
 from teran_core.model.teran import TERAN
 from teran_core.storage import StorageConfig, resolve
 
@@ -241,7 +241,7 @@ def load_checkpoint(uri: str, storage: StorageConfig | None = None) -> TERAN:
     model = TERAN(config, bert_config=BertConfig.from_dict(meta["bert"]), tokenizer=tokenizer)
     if meta.get("global_head"):
         head_config = from_dict(GlobalHeadConfig, meta["global_head"], source=f"{config_file.uri} global_head")
-        model.attach_global_head(GlobalHead(head_config, config.embed_size))
+        model.attach_global_head(build_global_head(head_config, config.embed_size))
     try:
         model.load_state_dict(load(root.join(WEIGHTS_FILE).read_bytes()), strict=True)
     except RuntimeError as err:

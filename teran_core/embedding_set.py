@@ -7,8 +7,12 @@ slots (slot 0 = the global slot; images: regions + 1, captions: word pieces incl
 | -------- | ------------------------------------ | ----------------------------------------- |
 | id       | string                               | the source's image_id or caption_id       |
 | length   | int32                                | L                                         |
-| global   | fixed_size_list<float16|float32, D>  | tokens[0], L2-normalised                  |
+| global   | fixed_size_list<float16|float32, G>  | tokens[0] (G = D), or a prototype head's vector (G = K) |
 | tokens   | list<fixed_size_list<float16|float32, D>> | (L, D), L2-normalised, slot 0 included |
+
+The manifest's ``global_dim`` is G (sets written before it have G = D). A global column as wide as the
+tokens always equals slot 0; a wider (or narrower) one holds the distilled prototype head's vectors
+(docs/distill.md), and slot 0 then keeps TERAN's own token 0.
 
 An embedding set side (``<emb>/images`` or ``<emb>/captions``) holds such shards and a manifest.
 The manifest is written last, so it is read first: no manifest means an unfinished or foreign
@@ -41,12 +45,14 @@ _ARROW_DTYPES = {"float16": pa.float16(), "float32": pa.float32()}
 ROW_GROUP_ITEMS = 128
 
 
-def embedding_schema(dim: int, dtype: str = "float16") -> pa.Schema:
-    """The arrow schema of an embedding shard with ``dim``-wide vectors stored as ``dtype``."""
+def embedding_schema(dim: int, dtype: str = "float16", global_dim: int | None = None) -> pa.Schema:
+    """The arrow schema of an embedding shard with ``dim``-wide tokens and ``global_dim``-wide (default
+    ``dim``) global vectors, stored as ``dtype``."""
     if dtype not in _ARROW_DTYPES:
         raise ValueError(f"embedding dtype {dtype!r} is not supported; expected one of {sorted(_ARROW_DTYPES)}")
     vec = pa.list_(_ARROW_DTYPES[dtype], dim)
-    return pa.schema([("id", pa.string()), ("length", pa.int32()), ("global", vec), ("tokens", pa.list_(vec))])
+    return pa.schema([("id", pa.string()), ("length", pa.int32()), ("global", pa.list_(_ARROW_DTYPES[dtype], global_dim or dim)),
+                      ("tokens", pa.list_(vec))])
 
 
 @dataclasses.dataclass
@@ -56,16 +62,18 @@ class EmbeddingBatch:
     ids: list[str]
     tokens: np.ndarray  # (N, Lmax, D)
     lengths: np.ndarray  # (N,) int, slot 0 included
+    globals: np.ndarray | None = None  # (N, G) the global column, when it was read
 
     @property
     def global_vectors(self) -> np.ndarray:
-        return self.tokens[:, 0]  # (N, D)
+        return self.tokens[:, 0] if self.globals is None else self.globals  # (N, D) or (N, G)
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
-def to_table(ids: list[str], tokens: np.ndarray, lengths: np.ndarray, dtype: str = "float16") -> pa.Table:
+def to_table(ids: list[str], tokens: np.ndarray, lengths: np.ndarray, dtype: str = "float16",
+             globals_: np.ndarray | None = None) -> pa.Table:
     """Builds an embedding shard table from padded token sets.
 
     Args:
@@ -73,6 +81,7 @@ def to_table(ids: list[str], tokens: np.ndarray, lengths: np.ndarray, dtype: str
         tokens: (N, Lmax, D) L2-normalised tokens; slots at or past an item's length are ignored.
         lengths: (N,) true lengths, slot 0 included.
         dtype: storage dtype, "float16" (default) or "float32".
+        globals_: (N, G) global vectors of a width G other than D (a prototype head's); default: slot 0.
 
     Example:
         >>> t = to_table(["a"], np.ones((1, 3, 2), np.float32), np.array([2]))
@@ -90,12 +99,14 @@ def to_table(ids: list[str], tokens: np.ndarray, lengths: np.ndarray, dtype: str
     vectors = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=_ARROW_DTYPES[dtype]), dim)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     token_lists = pa.ListArray.from_arrays(pa.array(offsets), vectors, type=pa.list_(vec_type))
-    global_ = pa.FixedSizeListArray.from_arrays(
-        pa.array(tokens[:, 0].astype(np_dtype).reshape(-1), type=_ARROW_DTYPES[dtype]), dim
-    )
+    globals_ = tokens[:, 0] if globals_ is None else globals_  # (N, G)
+    if globals_.shape[0] != n:
+        raise ValueError(f"to_table: {len(ids)} ids but global vectors {globals_.shape}")
+    global_dim = globals_.shape[1]
+    global_ = pa.FixedSizeListArray.from_arrays(pa.array(globals_.astype(np_dtype).reshape(-1), type=_ARROW_DTYPES[dtype]), global_dim)
     return pa.Table.from_arrays(
         [pa.array(ids, pa.string()), pa.array(lengths), global_, token_lists],
-        schema=embedding_schema(dim, dtype),
+        schema=embedding_schema(dim, dtype, global_dim),
     )
 
 
@@ -115,7 +126,10 @@ def from_table(table: pa.Table, dtype: type = np.float32) -> EmbeddingBatch:
     out = np.zeros((n, lmax, dim), dtype)
     valid = np.arange(lmax)[None, :] < lengths[:, None]
     out[valid] = flat
-    return EmbeddingBatch(ids=table.column("id").to_pylist(), tokens=out, lengths=lengths)
+    globals_ = None  # a global column as wide as the tokens is their slot 0 (written so); a wider one is read
+    if "global" in table.column_names and table.schema.field("global").type.list_size != dim:
+        globals_ = global_vectors(table).astype(dtype)
+    return EmbeddingBatch(ids=table.column("id").to_pylist(), tokens=out, lengths=lengths, globals=globals_)
 
 
 
@@ -140,8 +154,9 @@ def _manifest_problems(manifest: dict, kind: str | None) -> list[str]:
                         f"a codec entry")
     if manifest.get("kind") not in KINDS or (kind and manifest.get("kind") != kind):
         problems.append(f"kind: got {manifest.get('kind')!r}, expected {kind or ' or '.join(KINDS)!r}")
-    if not isinstance(manifest.get("dim"), int) or manifest["dim"] < 1:
-        problems.append(f"dim: got {manifest.get('dim')!r}, expected a positive integer")
+    for key in ("dim", "global_dim") if "global_dim" in manifest else ("dim",):
+        if not isinstance(manifest.get(key), int) or manifest[key] < 1:
+            problems.append(f"{key}: got {manifest.get(key)!r}, expected a positive integer")
     shards = manifest.get("shards")
     if not isinstance(shards, list) or not all(isinstance(s, dict) and {"name", "rows"} <= set(s) for s in shards):
         problems.append("shards: expected a list of {name, rows, ...} entries")
@@ -224,6 +239,11 @@ class EmbeddingSet:
     def dim(self) -> int:
         return int(self.manifest["dim"])
 
+    @property
+    def global_dim(self) -> int:
+        """G, the width of the ``global`` column: D unless a prototype head wrote it (manifests before it: D)."""
+        return int(self.manifest.get("global_dim", self.dim))
+
     def __len__(self) -> int:
         return int(self._offsets[-1])
 
@@ -267,7 +287,7 @@ class EmbeddingSet:
     def read_globals(self) -> np.ndarray:
         """(N, D) float32 global vectors of every item, in item order."""
         parts = [global_vectors(t) for _, t in self.iter_shards(["global"])]
-        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
+        return np.concatenate(parts) if parts else np.zeros((0, self.global_dim), np.float32)
 
     def read_ids(self) -> list[str]:
         return [i for _, t in self.iter_shards(["id"]) for i in t.column("id").to_pylist()]
@@ -323,7 +343,7 @@ class EmbeddingSet:
             parts.append(take_rows(self.shards[s], indices[positions] - self._offsets[s]))
             order.append(positions)
         if not parts:
-            return embedding_schema(self.dim, self.manifest.get("dtype", "float16")).empty_table()
+            return embedding_schema(self.dim, self.manifest.get("dtype", "float16"), self.global_dim).empty_table()
         return self._decoded(pa.concat_tables(parts).take(np.argsort(np.concatenate(order))))
 
     def _take_rows(self, shard: ShardInfo, rows: np.ndarray) -> pa.Table:
@@ -390,12 +410,16 @@ class EmbeddingSideWriter:
         self.location, self.kind, self.dtype, self.model, self.row_group_rows = location, kind, dtype, model or {}, row_group_rows
         self.entries: list[dict] = []
         self.dim: int | None = None
+        self.global_dim: int | None = None
 
-    def add(self, ids: list[str], tokens: np.ndarray, lengths: np.ndarray) -> None:
-        """Writes the next shard: ids (N,), tokens (N, L, D) L2-normalised, lengths (N,)."""
+    def add(self, ids: list[str], tokens: np.ndarray, lengths: np.ndarray, globals_: np.ndarray | None = None) -> None:
+        """Writes the next shard: ids (N,), tokens (N, L, D) L2-normalised, lengths (N,), and (N, G) global
+        vectors when they are not slot 0."""
         name, self.dim = f"{self.kind}-{len(self.entries):05d}.parquet", tokens.shape[2]
+        self.global_dim = self.dim if globals_ is None else globals_.shape[1]
         buffer = pa.BufferOutputStream()
-        pq.write_table(to_table(list(ids), tokens, np.asarray(lengths), self.dtype), buffer, row_group_size=self.row_group_rows,
+        table = to_table(list(ids), tokens, np.asarray(lengths), self.dtype, globals_)
+        pq.write_table(table, buffer, row_group_size=self.row_group_rows,
                        use_dictionary=False, write_statistics=["id", "length"])  # vectors: no dictionary or min/max
         data = buffer.getvalue().to_pybytes()
         self.location.join(name).write_bytes(data)
@@ -407,8 +431,8 @@ class EmbeddingSideWriter:
 
     def finish(self) -> dict:
         """Writes manifest.json (after every shard) and returns it."""
-        manifest = {"format_version": EMBEDDINGS_FORMAT_VERSION, "kind": self.kind, "dim": self.dim, "dtype": self.dtype,
-                    "model": self.model, "shards": self.entries, "rejected": 0}
+        manifest = {"format_version": EMBEDDINGS_FORMAT_VERSION, "kind": self.kind, "dim": self.dim,
+                    "global_dim": self.global_dim, "dtype": self.dtype, "model": self.model, "shards": self.entries, "rejected": 0}
         self.location.join("manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         return manifest
 

@@ -148,15 +148,17 @@ class TwoStageRetriever:
         source = self.config.i2t_candidates if query_side == "images" else self.config.t2i_candidates
         return self.k_candidates(query_side) * (2 if source == "union" else 1)
 
-    def candidates(self, query_side: str, tokens: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
-        """Stage one for a batch of queries from ``query_side``: per query, candidate item indexes."""
+    def candidates(self, query_side: str, tokens: np.ndarray, lengths: np.ndarray, globals_: np.ndarray | None = None) -> list[np.ndarray]:
+        """Stage one for a batch of queries from ``query_side``: per query, candidate item indexes.
+
+        ``globals_`` (Q, G) are the queries' global vectors when they are not slot 0 (a prototype head's)."""
         target = "captions" if query_side == "images" else "images"
         field = "i2t_candidates" if query_side == "images" else "t2i_candidates"
         k, source = self.k_candidates(query_side), getattr(self.config, field)
         setting = f"two_stage.{field}={source!r}"
         lists = []
         if source in ("global", "union"):
-            lists.append(global_candidates(self._part(f"{target}-global", setting), tokens[:, 0], k))
+            lists.append(global_candidates(self._part(f"{target}-global", setting), tokens[:, 0] if globals_ is None else globals_, k))
         if source == "union":
             source = self.config.union_with
             setting += f" with two_stage.union_with={source!r}"
@@ -188,21 +190,25 @@ class TwoStageRetriever:
         """
         tokens = np.asarray(queries.tokens.detach().cpu() if hasattr(queries.tokens, "detach") else queries.tokens, np.float32)
         lengths = np.asarray(queries.lengths.cpu() if hasattr(queries.lengths, "cpu") else queries.lengths, np.int64)
+        globals_ = getattr(queries, "globals", None)  # a prototype head's vectors, beside the tokens
+        globals_ = None if globals_ is None else np.asarray(globals_.detach().cpu() if hasattr(globals_, "detach") else globals_, np.float32)
         target = self.stores["captions" if query_side == "images" else "images"]
         items, scores, n_scored, seconds = [], [], [], []
         with torch_threads(self.config.score_threads):
             for start in range(0, len(tokens), self.config.query_batch):
                 began = time.perf_counter()
-                self._search_batch(query_side, tokens[start:start + self.config.query_batch],
-                                   lengths[start:start + self.config.query_batch], target, k, (items, scores, n_scored))
+                batch = slice(start, start + self.config.query_batch)
+                self._search_batch(query_side, tokens[batch], lengths[batch], None if globals_ is None else globals_[batch],
+                                   target, k, (items, scores, n_scored))
                 seconds.append(time.perf_counter() - began)
         return Ranked(np.array(items).reshape(-1, k), np.array(scores).reshape(-1, k), np.array(n_scored), seconds)
 
-    def _search_batch(self, query_side: str, tokens: np.ndarray, lengths: np.ndarray, target, k: int, out: tuple) -> None:
+    def _search_batch(self, query_side: str, tokens: np.ndarray, lengths: np.ndarray, globals_: np.ndarray | None, target,
+                      k: int, out: tuple) -> None:
         """Both stages for one query batch; appends each query's items, scores and pair count to ``out``."""
         from teran_core.alignment import TokenSet, alignment_scores
 
-        cands = self.candidates(query_side, tokens, lengths)
+        cands = self.candidates(query_side, tokens, lengths, globals_)
         for group in query_groups([len(c) for c in cands], self.config.fetch_items):
             unique = np.unique(np.concatenate([cands[q] for q in group]).astype(np.int64))
             fetched = target.fetch(unique)  # one read per shard for the group

@@ -20,7 +20,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 SMALL = [
     "data.images=216", "data.test_images=64", "data.dev_images=32", "data.feature_dim=16",
     "model.feat_dim=16", "model.embed_size=16", "model.feedforward=32", "model.bert_layers=1",
-    "training.epochs=1", "training.batch_size=16", "training.dev_images=32", "distill.layers=1", "distill.epochs=1",
+    "training.epochs=1", "training.batch_size=16", "training.dev_images=32", "distill.head.prototypes=64", "distill.epochs=1",
     "distill.batch_size=16", "ray.object_store_memory_mb=256",
 ]
 
@@ -45,7 +45,9 @@ def test_demo_runs_on_the_s3_store(s3_server, s3_root):
     assert "| distilled | distilled global |" in report and "| distilled | two-stage, distilled candidates |" in report
     distilled = load_checkpoint(root.join("models", "distilled").uri, s3_root.storage)
     assert distilled.global_head is not None  # TERAN and its head, which encode wrote as `global`
-    assert json.loads(root.join("embeddings", "distilled", "images", "manifest.json").read_text())["global_kind"] == "distilled"
+    for side in ("images", "captions"):  # the prototype head's 64-wide vectors, beside 16-wide tokens
+        manifest = json.loads(root.join("embeddings", "distilled", side, "manifest.json").read_text())
+        assert (manifest["global_kind"], manifest["dim"], manifest["global_dim"]) == ("distilled", 16, 64)
     # the checkpoint training exported is the one the encode job loaded
     index = json.loads(root.join("index", "teran", "index.json").read_text())
     assert json.dumps(index).count(root.join("models", "teran").uri) >= 1

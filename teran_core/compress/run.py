@@ -144,7 +144,7 @@ def compress_shard(emb: EmbeddingSet, shard: ShardInfo, out_root: Location, code
     table = compress_table(source, read_codec(out_root, codec_entry))
     if table.column("id").to_pylist() != source.column("id").to_pylist():
         raise ValueError(f"{emb.location.join(shard.name).uri}: compressed rows differ from the source rows; nothing was written")
-    info = write_parquet(out_side.join(shard.name), table, compressed_schema(emb.dim), ROW_GROUP_ITEMS)
+    info = write_parquet(out_side.join(shard.name), table, compressed_schema(emb.dim, emb.global_dim), ROW_GROUP_ITEMS)
     marker = {"rows": info.rows, "sha256": info.sha256, "bytes": info.bytes, "source": shard.name,
               "source_sha256": entry.get("sha256"), "centroids_sha256": codec_entry["centroids_sha256"],
               "nbits": codec_entry["nbits"], "product_sha256": codec_entry.get("product_sha256"),
@@ -158,7 +158,7 @@ def write_side_manifest(emb: EmbeddingSet, out_root: Location, markers: list[dic
     if [m["source"] for m in markers] != [s.name for s in emb.shards] or any(m["rows"] != s.rows for m, s in zip(markers, emb.shards)):
         raise ValueError(f"{out_root.join(emb.kind).uri}: the compressed shards do not match the source shards one to one")
     manifest = {
-        "format_version": COMPRESSED_FORMAT_VERSION, "kind": emb.kind, "dim": emb.dim, "dtype": "float32",
+        "format_version": COMPRESSED_FORMAT_VERSION, "kind": emb.kind, "dim": emb.dim, "global_dim": emb.global_dim, "dtype": "float32",
         "model": emb.manifest.get("model", {}), "global_kind": emb.manifest.get("global_kind", "slot0"), "source": emb.location.uri, "rejected": emb.manifest.get("rejected", 0),
         "codec": {key: codec_entry[key] for key in ("name", "residual", "nbits", "n_centroids", "dim", "edges", "cutoffs", "weights",
                                                     "centroids", "centroids_sha256", "product", "product_sha256") if key in codec_entry},

@@ -4,7 +4,7 @@
 | --------- | ---------------------------- | ----------------------------------------------------- |
 | id        | string                       | as in an fp16 shard                                   |
 | length    | int32                        | L, slot 0 included                                    |
-| global    | fixed_size_list<float16, D>  | slot 0, kept exact (global index, distilled head)     |
+| global    | fixed_size_list<float16, G>  | slot 0 (G = D) or a prototype head's vector, kept exact |
 | codes     | list<int32>                  | (L - 1,) centroid id of slots 1..L-1                  |
 | residuals | binary                       | (L - 1) * D * nbits / 8 bytes, slot by slot            |
 
@@ -34,9 +34,9 @@ COMPRESSED_FORMAT_VERSION = 2  # embedding manifests of compressed sets; fp16 se
 CODEC_DIR = "codec"
 
 
-def compressed_schema(dim: int) -> pa.Schema:
-    """The arrow schema of a compressed embedding shard."""
-    return pa.schema([("id", pa.string()), ("length", pa.int32()), ("global", pa.list_(pa.float16(), dim)),
+def compressed_schema(dim: int, global_dim: int | None = None) -> pa.Schema:
+    """The arrow schema of a compressed embedding shard (global vectors ``global_dim`` wide, default ``dim``)."""
+    return pa.schema([("id", pa.string()), ("length", pa.int32()), ("global", pa.list_(pa.float16(), global_dim or dim)),
                       ("codes", pa.list_(pa.int32())), ("residuals", pa.binary())])
 
 
@@ -70,14 +70,16 @@ def compress_table(table: pa.Table, codec: ResidualCodec) -> pa.Table:
     width = packed.shape[1]
     residuals = pa.Array.from_buffers(pa.binary(), len(lengths), [None, pa.py_buffer((offsets * width).astype(np.int32)),
                                                                   pa.py_buffer(packed.tobytes())])
+    global_dim = table.schema.field("global").type.list_size
     return pa.Table.from_arrays(
-        [table.column("id"), table.column("length"), table.column("global").cast(pa.list_(pa.float16(), dim)),
+        [table.column("id"), table.column("length"), table.column("global").cast(pa.list_(pa.float16(), global_dim)),
          pa.ListArray.from_arrays(pa.array(offsets), pa.array(codes, pa.int32())), residuals],
-        schema=compressed_schema(dim))
+        schema=compressed_schema(dim, global_dim))
 
 
 def decompress_table(table: pa.Table, codec: ResidualCodec) -> pa.Table:
-    """A compressed table as an embedding table with float32 tokens (slot 0 = the exact ``global``)."""
+    """A compressed table as an embedding table with float32 tokens (slot 0 = the exact ``global``, or zeros
+    when ``global`` is a prototype head's wider vector: no alignment mode reads slot 0)."""
     dim = codec.dim
     lengths = table.column("length").to_numpy().astype(np.int64)
     codes = table.column("codes").combine_chunks().flatten().to_numpy(zero_copy_only=False)
@@ -91,14 +93,15 @@ def decompress_table(table: pa.Table, codec: ResidualCodec) -> pa.Table:
     content = np.ones(len(tokens), bool)
     content[starts[lengths > 0]] = False
     tokens[content] = codec.decompress(codes, packed)
+    global_dim = table.schema.field("global").type.list_size
     globals_ = table.column("global").combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-    tokens[starts[lengths > 0]] = globals_.reshape(-1, dim)[lengths > 0]
+    tokens[starts[lengths > 0]] = globals_.reshape(-1, global_dim)[lengths > 0] if global_dim == dim else 0.0
     vec = pa.list_(pa.float32(), dim)
     vectors = pa.FixedSizeListArray.from_arrays(pa.array(tokens.reshape(-1), pa.float32()), dim)
     token_lists = pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)), vectors,
                                            type=pa.list_(vec))
-    return pa.Table.from_arrays([table.column("id"), table.column("length"), table.column("global").cast(vec), token_lists],
-                                schema=embedding_schema(dim, "float32"))
+    return pa.Table.from_arrays([table.column("id"), table.column("length"), table.column("global").cast(pa.list_(pa.float32(), global_dim)),
+                                 token_lists], schema=embedding_schema(dim, "float32", global_dim))
 
 
 def codec_residual(entry: dict) -> str:

@@ -10,18 +10,19 @@ from __future__ import annotations
 import collections
 import dataclasses
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from teran_core.alignment import TokenSet
 from teran_core.distill.agreement import agreement
 from teran_core.distill.loss import DistillLossConfig, hardest_items, listnet_loss, teacher_scores
-from teran_core.model.global_head import GlobalHead
+from teran_core.model.prototype_head import content_mask
 from teran_core.model.teran import TERAN
 from teran_core.recall.evaluation import retrieval_metrics
 from teran_core.train.loop import DevSet, concat_token_sets, encode_dev
 
-__all__ = ["FrozenTokens", "HeadPair", "TokenPool", "distill_step", "DevAgreement"]
+__all__ = ["FrozenTokens", "HeadPair", "TokenPool", "distill_step", "DevAgreement", "content_tokens"]
 
 
 class FrozenTokens:
@@ -79,12 +80,12 @@ class FrozenTokens:
 class HeadPair(torch.nn.Module):
     """The head over both sides in one ``forward`` call, so a DistributedDataParallel wrapper sees one pass."""
 
-    def __init__(self, head: GlobalHead):
+    def __init__(self, head: torch.nn.Module):
         super().__init__()
         self.head = head
 
     def forward(self, images: TokenSet, captions: TokenSet) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.head(images), self.head(captions)  # (N, D), (M, D)
+        return self.head(images, "images"), self.head(captions, "captions")  # (N, G), (M, G)
 
 
 @dataclasses.dataclass
@@ -152,7 +153,7 @@ def distill_step(pair: torch.nn.Module, teacher_config, images: TokenSet, captio
         pool.add(images, image_ids, captions, caption_ids)
     teacher = teacher_scores(all_images, all_captions, teacher_config)  # (N, M), N, M >= B
     image_vectors, caption_vectors = pair(all_images, all_captions)
-    student = image_vectors @ caption_vectors.T  # (N, M) cosines of unit vectors
+    student = image_vectors @ caption_vectors.T  # (N, M) cosines (transformer head) or approximate MrSw sums (prototypes)
     loss = listnet_loss(student, teacher, loss_config, queries=len(images))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -176,11 +177,19 @@ class DevAgreement:
         self.k = k
 
     @torch.no_grad()
-    def measure(self, head: GlobalHead) -> dict[str, float]:
+    def measure(self, head: torch.nn.Module) -> dict[str, float]:
         was_training = head.training
         head.eval()
-        student = head(self.images) @ head(self.captions).T  # (n_images, n_captions)
+        student = head(self.images, "images") @ head(self.captions, "captions").T  # (n_images, n_captions)
         head.train(was_training)
         metrics = retrieval_metrics(student.cpu().numpy(), self.caption_image_index)
         return {**agreement(student, self.teacher, self.k), "rsum": metrics["rsum"], "t2i_r10": metrics["t2i_r10"],
                 "i2t_r10": metrics["i2t_r10"], "teacher_rsum": self.teacher_rsum}
+
+
+def content_tokens(teacher: TERAN, sample: DevSet) -> np.ndarray:
+    """(T, D) float32: the regions and scored words of ``sample``'s items, as the frozen ``teacher`` encodes them
+    (what a prototype head's k-means starts from, :meth:`PrototypeHead.init_from`)."""
+    images, captions = encode_dev(teacher, sample)
+    parts = [images.tokens[content_mask(images, "images")], captions.tokens[content_mask(captions, "captions")]]
+    return torch.cat(parts).float().cpu().numpy()

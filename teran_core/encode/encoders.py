@@ -62,7 +62,8 @@ class TeranEncoder:
         self.dtype = dtype
         self.precision = precision
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        self.empty = embedding_schema(self.model.config.embed_size, dtype).empty_table()
+        head = self.model.global_head
+        self.empty = embedding_schema(self.model.config.embed_size, dtype, head and head.width).empty_table()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Prepared rows (``teran_core.encode.read.prepared_schema``) -> :data:`ENCODED_COLUMNS` rows.
@@ -81,7 +82,8 @@ class TeranEncoder:
             with torch.inference_mode(), self._autocast():
                 encoded = self.encode_images(valid) if kind == "images" else self.encode_captions(valid)
                 tokens = encoded.tokens.to(getattr(torch, self.dtype)).cpu().numpy()  # (B, L, D)
-            table = to_table(valid.column("id").to_pylist(), tokens, encoded.lengths.cpu().numpy(), self.dtype)
+                globals_ = None if encoded.globals is None else encoded.globals.float().cpu().numpy()  # (B, G)
+            table = to_table(valid.column("id").to_pylist(), tokens, encoded.lengths.cpu().numpy(), self.dtype, globals_)
         else:
             table = self.empty
         seconds = time.perf_counter() - start

@@ -43,7 +43,7 @@ def row_problems(rows: np.ndarray, expected: int) -> list[str]:
 
 
 def finalize_shard(task: ShardTask, parts: list[str], rejects: list[dict], layout: SideLayout,
-                   job_id: str, dim: int, dtype: str) -> dict:
+                   job_id: str, dim: int, dtype: str, global_dim: int | None = None) -> dict:
     """Writes one finished shard from its staged parts and returns its completion marker.
 
     Args:
@@ -52,7 +52,8 @@ def finalize_shard(task: ShardTask, parts: list[str], rejects: list[dict], layou
         rejects: {"row", "id", "reason"} for every rejected row.
         layout: the output side.
         job_id: recorded in the marker.
-        dim, dtype: the embedding schema (used as is when every row was rejected).
+        dim, dtype, global_dim: the embedding schema (used as is when every row was rejected); global_dim
+            None: D.
 
     Raises:
         ExactlyOnceError: the rows are not each input row exactly once.
@@ -60,7 +61,7 @@ def finalize_shard(task: ShardTask, parts: list[str], rejects: list[dict], layou
     done = layout.read_marker(task.stem)
     if marker_problem(task, done, layout.shard_size(task.stem), job_id) is None:
         return done  # an earlier attempt of this call finished (it was retried after its worker died)
-    schema = embedding_schema(dim, dtype)
+    schema = embedding_schema(dim, dtype, global_dim)
     staging = layout.staging(task.stem)
     tables = [pq.read_table(staging.join(p).path, filesystem=staging.pyarrow_filesystem()) for p in parts]
     encoded = pa.concat_tables(tables) if tables else schema.append(pa.field("row", pa.int64())).empty_table()
@@ -88,14 +89,14 @@ def finalize_shard(task: ShardTask, parts: list[str], rejects: list[dict], layou
 
 
 def write_manifest(layout: SideLayout, tasks: list[ShardTask], markers: dict[str, dict], *,
-                   model: dict, job_id: str, dim: int, dtype: str, global_kind: str) -> dict:
+                   model: dict, job_id: str, dim: int, dtype: str, global_kind: str, global_dim: int | None = None) -> dict:
     """Writes ``manifest.json`` for a side whose every shard has a marker (call it last).
 
     ``global_kind`` says what the ``global`` column holds: "slot0" (TERAN's own token 0) or
-    "distilled" (a distilled head's vector, docs/distill.md).
+    "distilled" (a distilled head's vector, docs/distill.md); ``global_dim`` is that column's width (None: D).
     """
     manifest = {
-        "format_version": EMBEDDINGS_FORMAT_VERSION, "kind": layout.kind, "dim": dim, "dtype": dtype,
+        "format_version": EMBEDDINGS_FORMAT_VERSION, "kind": layout.kind, "dim": dim, "global_dim": global_dim or dim, "dtype": dtype,
         "model": model, "global_kind": global_kind, "job_id": job_id,
         "shards": [{"name": f"{t.stem}.parquet", "rows": markers[t.stem]["rows"], "sha256": markers[t.stem]["sha256"],
                     "bytes": markers[t.stem]["bytes"], "source": t.name} for t in tasks],

@@ -7,8 +7,10 @@ import json
 import os
 import tempfile
 
+from teran_core.config import from_dict
 from teran_core.data.collate import CaptionCollator
 from teran_core.encode.config import ModelSection
+from teran_core.model.global_head import GlobalHeadConfig
 from teran_core.storage import Location, StorageConfig, resolve
 
 __all__ = ["ModelSpec", "ModelInfo", "GLOBAL_KINDS"]
@@ -25,6 +27,7 @@ class ModelInfo:
     collator: CaptionCollator  # the model's own tokenizer, cut at its backbone's positions
     embed_size: int  # D
     global_kind: str = "slot0"  # one of GLOBAL_KINDS, recorded in the embedding manifest
+    global_dim: int | None = None  # G, the global column's width; None: D
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +74,11 @@ class ModelSpec:
         # CaptionCollator loads a backbone folder (config.json included); a checkpoint keeps only its
         # tokenizer files, so the collator gets the checkpoint's own tokenizer in place of the packaged one
         collator.tokenizer = _checkpoint_tokenizer(self.checkpoint, meta["tokenizer_files"])
-        return ModelInfo(collator, int(meta["teran"]["embed_size"]), "distilled" if meta.get("global_head") else "slot0")
+        embed_size = int(meta["teran"]["embed_size"])
+        if not meta.get("global_head"):
+            return ModelInfo(collator, embed_size, "slot0")
+        head = from_dict(GlobalHeadConfig, meta["global_head"], source=f"{config_file.uri} global_head")
+        return ModelInfo(collator, embed_size, "distilled", head.output_width(embed_size))
 
 
 def _checkpoint_tokenizer(root: Location, names: list[str]):

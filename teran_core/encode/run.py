@@ -21,7 +21,7 @@ from teran_core.encode.config import EncodeSections, missing_locations
 from teran_core.encode.finalize import ExactlyOnceError, finalize_shard, write_manifest
 from teran_core.encode.identity import checkpoint_identity, claim_side, job_id, job_identity
 from teran_core.encode.layout import SideLayout
-from teran_core.encode.model_spec import ModelSpec
+from teran_core.encode.model_spec import ModelInfo, ModelSpec
 from teran_core.encode.plan import SidePlan, plan_side
 from teran_core.encode.stages import Stages, build_stages
 from teran_core.encode.summary import SideReport, build_summary, reason_kind
@@ -80,7 +80,7 @@ def run_encode(cfg: EncodeSections, pipeline: Pipeline, submit: Submit) -> dict:
         plans.append(plan_side(check.manifest, kind, layout, this_job))
         log.info("%s: %d shard(s), %d done earlier, %d to encode",
                  kind, len(plans[-1].tasks), len(plans[-1].done), len(plans[-1].todo))
-    job = _JobRun(plans, this_job, info.embed_size, cfg.output.dtype, cfg.encode.progress_interval_s, info.global_kind)
+    job = _JobRun(plans, this_job, info, cfg.output.dtype, cfg.encode.progress_interval_s)
     reports = job.run(build_stages(plans, check, spec, info, cfg.encode, cfg.output.dtype, run_id), pipeline, submit,
                       identity["model"])
     first = job.tracker.first_items_at
@@ -93,10 +93,10 @@ def run_encode(cfg: EncodeSections, pipeline: Pipeline, submit: Submit) -> dict:
 class _JobRun:
     """One run: feeds results to the tracker, finalises ready shards, writes each finished side's manifest."""
 
-    def __init__(self, plans: list[SidePlan], job: str, dim: int, dtype: str, interval: float, global_kind: str):
+    def __init__(self, plans: list[SidePlan], job: str, info: ModelInfo, dtype: str, interval: float):
         self.plans = {p.kind: p for p in plans}
-        self.global_kind = global_kind
-        self.job, self.dim, self.dtype = job, dim, dtype
+        self.global_kind, self.global_dim = info.global_kind, info.global_dim
+        self.job, self.dim, self.dtype = job, info.embed_size, dtype
         self.progress = Progress(log, "encode", sum(len(p.todo) for p in plans), "shards", interval_s=interval)
         self.markers = {p.kind: dict(p.done) for p in plans}
         self.reports = {p.kind: SideReport(p.kind, shards=len(p.tasks), skipped=len(p.done)) for p in plans}
@@ -112,7 +112,7 @@ class _JobRun:
             for results in pipeline(stages):
                 for ready in self.tracker.add(results):
                     layout = self.plans[ready.task.kind].layout
-                    args = (ready.task, ready.parts, ready.rejects, layout, self.job, self.dim, self.dtype)
+                    args = (ready.task, ready.parts, ready.rejects, layout, self.job, self.dim, self.dtype, self.global_dim)
                     self.pending[submit(finalize_shard, *args)] = ready
                 self._collect(wait=False)
                 self.progress.update(0, self._progress())
@@ -130,7 +130,7 @@ class _JobRun:
             if len(self.markers[kind]) == len(plan.tasks):
                 plan.layout.staging().remove()  # parts a killed run's orphaned workers may still have written
                 write_manifest(plan.layout, plan.tasks, self.markers[kind], model=model, job_id=self.job, dim=self.dim, dtype=self.dtype,
-                               global_kind=self.global_kind)
+                               global_kind=self.global_kind, global_dim=self.global_dim)
                 report.manifest = True
         return list(self.reports.values())
 

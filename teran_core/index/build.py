@@ -43,7 +43,12 @@ def plan_part(emb: EmbeddingSet, spec: PartSpec, section) -> IndexChoice:
         from teran_core.index.centroid_lists import lists_choice
 
         return lists_choice(emb)
-    return section.choose(int(vectors_per_item(emb, spec).sum()), emb.dim)
+    return section.choose(int(vectors_per_item(emb, spec).sum()), part_dim(emb, spec))
+
+
+def part_dim(emb: EmbeddingSet, spec: PartSpec) -> int:
+    """The width of a part's vectors: G for a global part (a prototype head's K), D for tokens and centroids."""
+    return emb.global_dim if spec.vectors == "global" else emb.dim
 
 
 def part_vectors(table: pa.Table, spec: PartSpec, kind: str, first_item: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +169,7 @@ def train_part(emb: EmbeddingSet, spec: PartSpec, choice: IndexChoice, part_root
     """Samples, trains and writes ``trained.faiss``; returns (trained index, train summary)."""
     start = time.perf_counter()
     sample = training_sample(emb, spec, choice.train_points, seed)
-    trained = train_index(choice, sample, emb.dim, use_gpu=use_gpu)
+    trained = train_index(choice, sample, part_dim(emb, spec), use_gpu=use_gpu)
     write_faiss(trained, part_root.join("trained.faiss"))
     return trained, {"points": len(sample), "seconds": time.perf_counter() - start}
 
@@ -198,4 +203,4 @@ def build_part(emb: EmbeddingSet, spec: PartSpec, choice: IndexChoice, part_root
         return write_part_manifest(part_root, spec, choice, emb.dim, shards, {"points": 0, "seconds": 0.0})
     trained, train = train_part(emb, spec, choice, part_root, use_gpu)
     shards = [build_shard(emb, shard, spec, trained, part_root) for shard in emb.shards]
-    return write_part_manifest(part_root, spec, choice, emb.dim, shards, train)
+    return write_part_manifest(part_root, spec, choice, part_dim(emb, spec), shards, train)

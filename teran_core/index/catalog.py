@@ -39,7 +39,7 @@ def write_index_manifest(root: Location, embeddings_uri: str, sides: dict[str, E
         "model": model,
         # what stage one's global kNN searches: "distilled" head vectors or TERAN's own "slot0" (older sets: slot0)
         "global_kind": next((emb.manifest["global_kind"] for emb in sides.values() if emb.manifest.get("global_kind")), "slot0"),
-        "sides": {side: {"items": len(emb), "dim": emb.dim, "manifest_sha256": manifest_digest(emb),
+        "sides": {side: {"items": len(emb), "dim": emb.dim, "global_dim": emb.global_dim, "manifest_sha256": manifest_digest(emb),
                          "id_shards": [_id_file(s) for s in emb.shards]} for side, emb in sides.items()},
         "parts": {name: {k: part[k] for k in ("factory", "ntotal", "nprobe", "ef_search", "reason")} for name, part in parts.items()},
     }

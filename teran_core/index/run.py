@@ -13,7 +13,7 @@ import time
 
 from teran_core.embedding_set import EmbeddingSet, ShardInfo
 from teran_core.executor import Executor, LocalExecutor
-from teran_core.index.build import build_shard, plan_part, set_threads, train_part, write_part_manifest
+from teran_core.index.build import build_shard, part_dim, plan_part, set_threads, train_part, write_part_manifest
 from teran_core.index.catalog import write_index_manifest, write_side_ids
 from teran_core.index.centroid_lists import build_lists_shard
 from teran_core.index.layout import PartSpec, deserialize, serialize
@@ -84,7 +84,7 @@ def build_index(embeddings: Location, root: Location, section, executor: Executo
                                          executor.get(list_shards[s.name]), {"points": 0, "seconds": 0.0}) for s in lists}
     for s in trained_specs:
         choice, _, train = executor.get([trains[s.name]])[0]
-        parts[s.name] = write_part_manifest(root.join(s.name), s, choice, sides[s.side].dim, executor.get(adds[s.name]), train)
+        parts[s.name] = write_part_manifest(root.join(s.name), s, choice, part_dim(sides[s.side], s), executor.get(adds[s.name]), train)
     write_index_manifest(root, embeddings.uri, sides, parts)
     return {
         "index": root.uri, "embeddings": embeddings.uri, "wall_s": round(time.perf_counter() - start, 3),

@@ -22,7 +22,7 @@ from teran_core.alignment import TokenSet
 from teran_core.config import knob
 from teran_core.model.transformer import padding_mask, run_encoder, transformer_encoder
 
-__all__ = ["GlobalHeadConfig", "GlobalHead"]
+__all__ = ["GlobalHeadConfig", "GlobalHead", "build_global_head", "with_global_vectors"]
 
 
 @dataclasses.dataclass
@@ -37,6 +37,15 @@ class GlobalHeadConfig:
     # the item's vector: the encoder's output at position 0 (ALADIN's) or its mean over the item's tokens
     # (ranks closer to TERAN on the demo's data, docs/distill.md); "first" keeps heads saved before this knob as they were
     readout: Literal["first", "mean"] = "first"
+    # "transformer": ALADIN's head above, D-wide vectors compared by cosine; "prototypes": TERAN's MrSw through
+    # K learned prototypes, K-wide vectors compared by inner product (teran_core/model/prototype_head.py)
+    kind: Literal["transformer", "prototypes"] = "transformer"
+    prototypes: int = knob(2048, ge=1)  # K, the prototype head's width (kind: prototypes)
+    assign_temperature: float = knob(0.05, gt=0.0)  # the prototype head's initial word-to-prototype softmax temperature
+
+    def output_width(self, embed_size: int) -> int:
+        """G, the width of the vectors the head writes: K for prototypes, else TERAN's D."""
+        return self.prototypes if self.kind == "prototypes" else embed_size
 
     def check(self) -> list[str]:
         if self.width is not None and self.width % self.heads:
@@ -71,7 +80,13 @@ class GlobalHead(nn.Module):
                                            dropout=config.dropout, layers=config.layers)
         self.project_out = nn.Linear(width, embed_size) if width != embed_size else nn.Identity()
 
-    def forward(self, items: TokenSet) -> torch.Tensor:
+    @property
+    def width(self) -> int:
+        """The output vectors' width: D."""
+        return self.embed_size
+
+    def forward(self, items: TokenSet, kind: str | None = None) -> torch.Tensor:
+        """Either side's token sets -> their vectors (one encoder for both; ``kind`` is the prototype head's)."""
         tokens = items.tokens.float()  # (B, L, D)
         pad = padding_mask(items.lengths.to(tokens.device), tokens.shape[1])  # (B, L) True = pad
         x = run_encoder(self.encoder, self.project_in(tokens), pad)  # (B, L, W)
@@ -81,8 +96,25 @@ class GlobalHead(nn.Module):
             pooled = x[:, 0]  # (B, W)
         return F.normalize(self.project_out(pooled), p=2, dim=1)  # (B, D)
 
-    def write_slot0(self, items: TokenSet) -> TokenSet:
-        """``items`` with slot 0 replaced by the head's vector (the other slots untouched)."""
-        vectors = self(items)  # (B, D)
-        tokens = torch.cat([vectors[:, None, :].to(items.tokens.dtype), items.tokens[:, 1:]], dim=1)  # (B, L, D)
-        return TokenSet(tokens, items.lengths)
+
+
+def build_global_head(config: GlobalHeadConfig, embed_size: int) -> nn.Module:
+    """The head ``config.kind`` names, over D = ``embed_size`` tokens.
+
+    Example:
+        >>> build_global_head(GlobalHeadConfig(kind="prototypes", prototypes=32), 8).width
+        32
+    """
+    if config.kind == "prototypes":
+        from teran_core.model.prototype_head import PrototypeHead
+
+        return PrototypeHead(config, embed_size)
+    return GlobalHead(config, embed_size)
+
+
+def with_global_vectors(items: TokenSet, vectors: torch.Tensor) -> TokenSet:
+    """``items`` carrying a head's (B, G) vectors: in slot 0 when G = D (the other slots untouched), else beside the tokens."""
+    if vectors.shape[1] != items.tokens.shape[2]:
+        return TokenSet(items.tokens, items.lengths, vectors)
+    tokens = torch.cat([vectors[:, None, :].to(items.tokens.dtype), items.tokens[:, 1:]], dim=1)  # (B, L, D)
+    return TokenSet(tokens, items.lengths)

@@ -18,7 +18,7 @@ from teran_core.config import ConfigError
 from teran_core.data.tokenizer import load_tokenizer
 from teran_core.model.backbone import load_backbone
 from teran_core.model.config import TeranConfig
-from teran_core.model.global_head import GlobalHead
+from teran_core.model.global_head import with_global_vectors
 from teran_core.model.image_encoder import ImageEncoder
 from teran_core.model.text_encoder import TextEncoder
 from teran_core.model.transformer import padding_mask, run_encoder, transformer_encoder
@@ -71,7 +71,7 @@ class TERAN(nn.Module):
         self.joint_text = transformer_encoder(**joint)  # the reference's TE_1
         self.joint_image = None if config.shared_transformer else transformer_encoder(**joint)  # TE_2
         self._tokenizer = tokenizer
-        self.global_head: GlobalHead | None = None  # set by distillation (docs/distill.md): writes slot 0
+        self.global_head: nn.Module | None = None  # set by distillation (docs/distill.md): the global vector
         if not config.fine_tune:
             self.text.bert.requires_grad_(False)
 
@@ -96,21 +96,22 @@ class TERAN(nn.Module):
             self.text.bert.eval()  # (the reference kept the frozen BERT's dropout on while training)
         return self
 
-    def attach_global_head(self, head: GlobalHead | None) -> "TERAN":
-        """Makes ``head``'s vector slot 0 of every encoded item (None: TERAN's own token 0 again).
+    def attach_global_head(self, head: nn.Module | None) -> "TERAN":
+        """Makes ``head``'s vector the global vector of every encoded item (None: TERAN's own token 0 again).
 
-        Only slot 0 changes, which no alignment mode reads, so exact scores stay the same.
+        A D-wide vector replaces slot 0; a wider one (the prototype head's) travels beside the tokens
+        (``TokenSet.globals``). No alignment mode reads slot 0, so exact scores stay the same.
         """
         if head is not None and head.embed_size != self.config.embed_size:
-            raise ValueError(f"global head outputs D={head.embed_size}, but this TERAN's embed_size is {self.config.embed_size}")
+            raise ValueError(f"global head reads D={head.embed_size} tokens, but this TERAN's embed_size is {self.config.embed_size}")
         self.global_head = head
         return self
 
-    def _joint(self, encoder: nn.Module, tokens: torch.Tensor, pad: torch.Tensor) -> TokenSet:
+    def _joint(self, encoder: nn.Module, tokens: torch.Tensor, pad: torch.Tensor, kind: str) -> TokenSet:
         x = run_encoder(encoder, tokens, pad)  # (B, L, D)
         x = F.normalize(x.float(), p=2, dim=2)  # every token, in float32 also under autocast
         items = TokenSet(tokens=x, lengths=(~pad).sum(1))
-        return items if self.global_head is None else self.global_head.write_slot0(items)
+        return items if self.global_head is None else with_global_vectors(items, self.global_head(items, kind))
 
     def _float(self, x) -> torch.Tensor:
         return torch.as_tensor(x).to(self.device, self.image.proj.weight.dtype)
@@ -131,7 +132,7 @@ class TERAN(nn.Module):
         """
         tokens, pad = self.image(self._float(features), self._float(boxes), self._index(n_regions))
         joint = self.joint_text if self.joint_image is None else self.joint_image  # shared: TE_1 for both
-        return self._joint(joint, tokens, pad)
+        return self._joint(joint, tokens, pad, "images")
 
     def text_backbone_hidden(self, input_ids, lengths) -> torch.Tensor:
         """(B, T) ids and (B,) lengths -> (B, T, H) hidden states of the backbone's last kept layer."""
@@ -142,7 +143,7 @@ class TERAN(nn.Module):
         hidden, lengths = self._float(hidden), self._index(lengths)
         self.text.check_lengths(lengths, hidden.shape[1])
         tokens = self.text.proj(hidden)  # (B, T, H) -> (B, T, D)
-        return self._joint(self.joint_text, tokens, padding_mask(lengths, hidden.shape[1]))
+        return self._joint(self.joint_text, tokens, padding_mask(lengths, hidden.shape[1]), "captions")
 
     def encode_captions(self, input_ids, lengths) -> TokenSet:
         """Caption token sets.

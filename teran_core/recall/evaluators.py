@@ -87,7 +87,7 @@ class CollectionEvaluator:
     def global_ann(self, query_side: str, items: np.ndarray, answers: np.ndarray, k: int) -> dict:
         """Ranks in the global-vector kNN list of length k (global similarity decides the order)."""
         start = time.perf_counter()
-        queries = self.stores[query_side].fetch(items).tokens[:, 0]  # (Q, D)
+        queries = self.stores[query_side].fetch(items).global_vectors  # (Q, G)
         scores, found = self.parts[f"{other_side(query_side)}-global"].search(queries, k)
         scores = np.where(found >= 0, scores, -np.inf)
         return {"ranks": ranks_in_lists(scores, gt_mask(found, answers)), "pairs": 0, "seconds": time.perf_counter() - start}

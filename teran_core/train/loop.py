@@ -178,7 +178,11 @@ def concat_token_sets(sets: list[TokenSet]) -> TokenSet:
     """
     longest = max(s.tokens.shape[1] for s in sets)
     tokens = [torch.nn.functional.pad(s.tokens, (0, 0, 0, longest - s.tokens.shape[1])) for s in sets]
-    return TokenSet(torch.cat(tokens), torch.cat([s.lengths for s in sets]))
+    with_globals = [s.globals is not None for s in sets]
+    if any(with_globals) and not all(with_globals):
+        raise ValueError("concat_token_sets: some sets carry separate global vectors and some do not")
+    globals_ = torch.cat([s.globals for s in sets]) if all(with_globals) else None
+    return TokenSet(torch.cat(tokens), torch.cat([s.lengths for s in sets]), globals_)
 
 
 @torch.no_grad()

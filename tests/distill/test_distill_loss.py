@@ -10,7 +10,7 @@ from teran_core.alignment import TokenSet
 from teran_core.distill import DistillLossConfig, agreement, hardest_items, listnet_loss, spearman, topk_overlap
 from teran_core.distill.loop import HeadPair, TokenPool, distill_step
 from teran_core.model.config import TeranConfig
-from teran_core.model.global_head import GlobalHead, GlobalHeadConfig
+from teran_core.model.global_head import GlobalHeadConfig, build_global_head
 
 # teacher probabilities by row: [.5 .25 .25], [.25 .25 .5], [.25 .25 .5]; by column: [.5 .25 .25], [1/3 1/3 1/3], [.2 .4 .4]
 TEACHER = torch.log(torch.tensor([[2.0, 1.0, 1.0], [1.0, 1.0, 2.0], [1.0, 1.0, 2.0]]))
@@ -79,7 +79,7 @@ def test_the_students_top10_overlap_with_the_teacher_rises_over_the_steps(hard_n
     from teran_core.distill import teacher_scores
 
     dev_teacher = teacher_scores(dev_images, dev_captions, teacher_config)
-    head = GlobalHead(GlobalHeadConfig(layers=1, heads=2, dropout=0.0), embed_size=dim)
+    head = build_global_head(GlobalHeadConfig(layers=1, heads=2, dropout=0.0), embed_size=dim)
     pair, optimizer = HeadPair(head), torch.optim.Adam(head.parameters(), lr=3e-3)
     # a sharp teacher: these synthetic sums spread less than a trained TERAN's
     loss_config = DistillLossConfig(teacher_temperature=0.2, hard_negatives=hard_negatives, pool_batches=4)
@@ -102,3 +102,16 @@ def test_the_students_top10_overlap_with_the_teacher_rises_over_the_steps(hard_n
             assert terms["list_length"] >= 32 + (hard_negatives > 0 and start > 0)  # hard negatives once the pool fills
         curve.append(overlap())
     assert curve[-1] > curve[0] + 0.05 and curve[-1] > curve[3], curve  # chance is about 0.2
+
+
+def test_distilling_moves_the_prototypes_and_their_temperature_and_lowers_the_loss():
+    gen = torch.Generator().manual_seed(1)
+    concepts = F.normalize(torch.randn(12, 16, generator=gen), dim=1)
+    images, captions = _token_sets(gen, concepts, 32, 8), _token_sets(gen, concepts, 32, 10)
+    head = build_global_head(GlobalHeadConfig(kind="prototypes", prototypes=24), embed_size=16)
+    start = {name: p.detach().clone() for name, p in head.named_parameters()}
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)
+    config = DistillLossConfig(teacher_temperature=0.2, student_scale=30.0)
+    losses = [distill_step(HeadPair(head), TeranConfig(), images, captions, optimizer, 1e-2, 2.0, config)["loss"] for _ in range(40)]
+    assert losses[-1] < losses[0] - 0.1, losses
+    assert {name for name, p in head.named_parameters() if not torch.equal(p, start[name])} == {"prototypes", "log_temperature"}

@@ -71,20 +71,23 @@ def assert_exactly_once(dataset: DatasetManifest, output: Location, kind: str) -
     return embedded, rejects
 
 
-def direct_tokens(model, dataset: DatasetManifest, kind: str) -> dict[str, np.ndarray]:
-    """id -> (L, D) float32 tokens from the model's own encode_images / encode_texts, one shard per call."""
-    out = {}
+def direct_sets(model, dataset: DatasetManifest, kind: str):
+    """Yields (ids, TokenSet) per shard from the model's own encode_images / encode_texts."""
     for k in range(len(dataset.shards[kind])):
         table = read_shard(dataset, kind, k)
         with torch.inference_mode():
             if kind == "images":
                 batch = collate_images(table)
-                tokens = model.encode_images(batch["features"], batch["boxes"], batch["n_regions"])
+                items = model.encode_images(batch["features"], batch["boxes"], batch["n_regions"])
             else:
-                tokens = model.encode_texts(table.column("text").to_pylist())
-        for i, item_id in enumerate(table.column(ID_COLUMN[kind]).to_pylist()):
-            out[item_id] = tokens.tokens[i, : int(tokens.lengths[i])].numpy()
-    return out
+                items = model.encode_texts(table.column("text").to_pylist())
+        yield table.column(ID_COLUMN[kind]).to_pylist(), items
+
+
+def direct_tokens(model, dataset: DatasetManifest, kind: str) -> dict[str, np.ndarray]:
+    """id -> (L, D) float32 tokens from the model's own encode_images / encode_texts, one shard per call."""
+    return {item_id: items.tokens[i, : int(items.lengths[i])].numpy()
+            for ids, items in direct_sets(model, dataset, kind) for i, item_id in enumerate(ids)}
 
 
 def assert_matches_model(embedded: pa.Table, expected: dict[str, np.ndarray]) -> None:

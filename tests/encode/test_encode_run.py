@@ -10,13 +10,24 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pyarrow as pa
 import pytest
-from encode_helpers import TINY, assert_exactly_once, assert_matches_model, direct_tokens, job_config, make_dataset, rewrite_shard
+from encode_helpers import (
+    FP16_TOLERANCE,
+    TINY,
+    assert_exactly_once,
+    assert_matches_model,
+    direct_sets,
+    direct_tokens,
+    job_config,
+    make_dataset,
+    rewrite_shard,
+)
 
 from teran_core import TERAN, save_checkpoint
+from teran_core.compress.codec import ResidualCodec
 from teran_core.data import DataError, read_shard
 from teran_core.data.regions import region_arrays
 from teran_core.data.schema import images_table
-from teran_core.embedding_set import open_embedding_pair
+from teran_core.embedding_set import from_table, open_embedding_pair
 from teran_core.encode import OutputConflict, run_encode
 from teran_core.storage import resolve
 
@@ -188,3 +199,42 @@ def test_a_distilled_checkpoint_writes_its_head_vector_as_global(tmp_path, tiny_
         for item_id, tokens in plain.items():  # every other slot, which alignment reads, is TERAN's own
             np.testing.assert_array_equal(headed[item_id][1:], tokens[1:])
             assert not np.allclose(headed[item_id][0], tokens[0])
+
+
+def test_a_prototype_head_writes_its_wider_vectors_as_global_and_they_index_and_compress(tmp_path, tiny_checkpoint, tiny_model, pool):
+    from teran_core import load_checkpoint
+    from teran_core.compress.store import compress_table, decompress_table
+    from teran_core.embedding_set import EmbeddingSet
+    from teran_core.index.build import build_part
+    from teran_core.index.factory import choose_index
+    from teran_core.index.layout import PartSpec
+    from teran_core.index.search import ShardedIndex
+    from teran_core.model.global_head import GlobalHeadConfig, build_global_head
+
+    head = build_global_head(GlobalHeadConfig(kind="prototypes", prototypes=24), TINY.embed_size).eval()
+    distilled = load_checkpoint(tiny_checkpoint).attach_global_head(head)
+    save_checkpoint(distilled, str(tmp_path / "distilled"))
+    dataset = make_dataset(resolve(str(tmp_path / "data")))
+    output = resolve(str(tmp_path / "emb"))
+    assert encode(job_config(dataset.location, str(tmp_path / "distilled"), output), pool)["complete"]
+    side = EmbeddingSet.open(output.join("images"))
+    assert (side.manifest["global_kind"], side.dim, side.global_dim) == ("distilled", TINY.embed_size, 24)
+    embedded, _ = assert_exactly_once(dataset, output, "images")
+    plain = direct_tokens(tiny_model, dataset, "images")
+    stored = from_table(embedded)
+    for i, item_id in enumerate(stored.ids):  # every slot, slot 0 included, is TERAN's own
+        np.testing.assert_allclose(stored.tokens[i, : stored.lengths[i]], plain[item_id], atol=FP16_TOLERANCE)
+    want = {i: g.numpy() for ids, items in direct_sets(distilled, dataset, "images") for i, g in zip(ids, items.globals)}
+    np.testing.assert_allclose(stored.global_vectors, np.stack([want[i] for i in stored.ids]), atol=FP16_TOLERANCE)
+    assert stored.global_vectors.shape == (len(stored), 24)
+
+    part = build_part(side, PartSpec("images", "global"), choose_index(len(side), 24, 2**20), output.join("index", "images-global"))
+    assert part["dim"] == 24
+    first = side.fetch([3])
+    _, found = ShardedIndex.open(output.join("index", "images-global")).search(first.global_vectors, k=1)
+    assert found.tolist() == [[3]]
+
+    codec = ResidualCodec(np.eye(TINY.embed_size, dtype=np.float32), 1, np.array([-0.1, 0.0, 0.1]))
+    round_trip = from_table(decompress_table(compress_table(embedded, codec), codec))
+    np.testing.assert_allclose(round_trip.global_vectors, stored.global_vectors, atol=FP16_TOLERANCE)
+    assert not round_trip.tokens[:, 0].any()  # slot 0 is not stored compressed, and no alignment mode reads it

@@ -18,20 +18,12 @@ from teran_core.model.global_head import GlobalHead, GlobalHeadConfig
 HEAD = GlobalHeadConfig(layers=1, heads=2, width=8, feedforward=12, dropout=0.0)
 
 
-def _encode(model):
-    torch.manual_seed(5)
-    with torch.no_grad():
-        images = model.encode_images(torch.randn(3, 4, 32), torch.rand(3, 4, 4), torch.tensor([4, 2, 3]))
-        captions = model.encode_texts(["a cat on a mat", "two dogs", "a red car left of a tree"])
-    return images, captions
-
-
 @pytest.mark.parametrize("padding", ["masked", "reference"])
 @pytest.mark.parametrize("readout", ["first", "mean"])
-def test_a_head_in_slot0_leaves_all_seven_alignment_modes_unchanged(tiny_model, padding, readout):
-    plain_images, plain_captions = _encode(tiny_model)
+def test_a_head_in_slot0_leaves_all_seven_alignment_modes_unchanged(encode_samples, tiny_model, padding, readout):
+    plain_images, plain_captions = encode_samples(tiny_model)
     tiny_model.attach_global_head(GlobalHead(dataclasses.replace(HEAD, readout=readout), tiny_model.config.embed_size).eval())
-    images, captions = _encode(tiny_model)
+    images, captions = encode_samples(tiny_model)
     for plain, headed in ((plain_images, images), (plain_captions, captions)):
         assert torch.equal(plain.tokens[:, 1:], headed.tokens[:, 1:]) and torch.equal(plain.lengths, headed.lengths)
         assert not torch.allclose(plain.tokens[:, 0], headed.tokens[:, 0])  # slot 0 is the head's now
@@ -65,7 +57,7 @@ def test_the_mean_readout_is_another_vector_than_position_0():
 
 
 @pytest.mark.parametrize("readout", ["first", "mean"])
-def test_a_checkpoint_with_a_head_round_trips(tiny_model, tmp_path, readout):
+def test_a_checkpoint_with_a_head_round_trips(encode_samples, tiny_model, tmp_path, readout):
     head_config = dataclasses.replace(HEAD, readout=readout)
     tiny_model.attach_global_head(GlobalHead(head_config, tiny_model.config.embed_size).eval())
     save_checkpoint(tiny_model, str(tmp_path))
@@ -74,23 +66,24 @@ def test_a_checkpoint_with_a_head_round_trips(tiny_model, tmp_path, readout):
     assert meta["global_head"]["readout"] == readout
     loaded = load_checkpoint(str(tmp_path))
     assert loaded.global_head is not None and loaded.global_head.config == head_config
-    for ours, theirs in zip(_encode(loaded), _encode(tiny_model)):
+    for ours, theirs in zip(encode_samples(loaded), encode_samples(tiny_model)):
         assert torch.equal(ours.tokens, theirs.tokens)
 
 
-def test_a_head_saved_before_the_readout_knob_loads_reading_position_0(tiny_model, tmp_path):
+def test_a_head_saved_before_the_readout_and_kind_knobs_loads_as_the_transformer_reading_position_0(encode_samples, tiny_model, tmp_path):
     tiny_model.attach_global_head(GlobalHead(HEAD, tiny_model.config.embed_size).eval())
     save_checkpoint(tiny_model, str(tmp_path))
     meta = json.loads((tmp_path / "teran_config.json").read_text())
-    del meta["global_head"]["readout"]  # what format 2 wrote before the knob
+    for knob in ("readout", "kind", "prototypes", "assign_temperature"):  # what format 2 wrote before these knobs
+        del meta["global_head"][knob]
     (tmp_path / "teran_config.json").write_text(json.dumps(meta))
     loaded = load_checkpoint(str(tmp_path))
-    assert loaded.global_head.config.readout == "first"
-    for ours, theirs in zip(_encode(loaded), _encode(tiny_model)):
+    assert loaded.global_head.config.readout == "first" and isinstance(loaded.global_head, GlobalHead)
+    for ours, theirs in zip(encode_samples(loaded), encode_samples(tiny_model)):
         assert torch.equal(ours.tokens, theirs.tokens)
 
 
-def test_an_old_checkpoint_without_a_head_still_loads(tiny_model, tmp_path):
+def test_an_old_checkpoint_without_a_head_still_loads(encode_samples, tiny_model, tmp_path):
     save_checkpoint(tiny_model, str(tmp_path))
     meta = json.loads((tmp_path / "teran_config.json").read_text())
     assert meta["global_head"] is None
@@ -99,7 +92,7 @@ def test_an_old_checkpoint_without_a_head_still_loads(tiny_model, tmp_path):
     (tmp_path / "teran_config.json").write_text(json.dumps(meta))
     loaded = load_checkpoint(str(tmp_path))
     assert loaded.global_head is None
-    for ours, theirs in zip(_encode(loaded), _encode(tiny_model)):
+    for ours, theirs in zip(encode_samples(loaded), encode_samples(tiny_model)):
         assert torch.equal(ours.tokens, theirs.tokens)
     meta["format_version"] = 3
     (tmp_path / "teran_config.json").write_text(json.dumps(meta))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from teran_core.alignment import TokenSet, alignment_scores
-from teran_core.embedding_set import EmbeddingSet
+from teran_core.embedding_set import EmbeddingSet, EmbeddingSideWriter
 from teran_core.index.catalog import TeranIndex
 from teran_core.index.config import IndexSection
 from teran_core.index.run import build_index
@@ -74,3 +74,27 @@ def test_sampled_queries_and_protocol(built, tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["queries"]["images"] == 12
     assert "two-stage (K'=5)" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "recall_vs_pairs.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_global_vectors_wider_than_the_tokens_index_rank_and_give_two_stage_candidates(built, tmp_path):
+    """A prototype head's K-wide global column (here 24 wide beside 16-wide tokens) through build-index and evaluate."""
+    _, gt, exact, tokens = built
+    root = resolve(str(tmp_path))
+    rng = np.random.default_rng(0)
+    lift = rng.normal(size=(16, 24)).astype(np.float32)
+    wide = {}
+    for side, batch in tokens.items():
+        vectors = np.maximum(batch.tokens[:, 0] @ lift, 0.0) + 0.1  # some K-wide unit vectors made from slot 0
+        wide[side] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        writer = EmbeddingSideWriter(root.join("emb", side), side, dtype="float32")
+        writer.add(batch.ids, batch.tokens, batch.lengths, wide[side])
+        writer.finish()
+    build_index(root.join("emb"), root.join("index"), IndexSection())
+    index = TeranIndex.open(root.join("index"))
+    assert index.parts()["images-global"].dim == 24 and index.manifest["sides"]["images"]["global_dim"] == 24
+    section = EvalSection(global_k=200, k_sweep=[40], latency_queries=0)
+    two_stage = TwoStageConfig(k_candidates=40, i2t_k_factor=1.0, t2i_candidates="global", i2t_candidates="global")
+    results = evaluate_collection(section, two_stage, gt, SIZES, local_mapper(CollectionEvaluator(index, two_stage, block_items=7)))
+    assert results["evaluators"]["global"]["metrics"] == pytest.approx(retrieval_metrics(wide["images"] @ wide["captions"].T, gt.caption_image))
+    assert results["evaluators"]["exhaustive"]["metrics"] == pytest.approx(retrieval_metrics(exact, gt.caption_image))
+    assert results["evaluators"]["two-stage"]["metrics"]["t2i_r10"] == results["evaluators"]["exhaustive"]["metrics"]["t2i_r10"]
