@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TokenSet", "alignment_scores", "word_alignment", "WordAlignment", "REFERENCE_IMAGE_SLOTS", "REFERENCE_CAPTION_SLOTS"]
+__all__ = ["TokenSet", "content_slots", "alignment_scores", "word_alignment", "WordAlignment", "REFERENCE_IMAGE_SLOTS", "REFERENCE_CAPTION_SLOTS"]
 
 REFERENCE_IMAGE_SLOTS = 37  # evaluation.encode_data stores images in 37 slots: 36 regions + slot 0
 REFERENCE_CAPTION_SLOTS = 88  # and captions in 88: 85 scored pieces + [CLS], the last piece, [SEP]
@@ -36,6 +36,22 @@ _PADDINGS = ("reference", "masked")
 # Block-sized float32 tensors a mode holds at once: the grid A plus its reductions and temporaries.
 _WORKSPACE_COPIES = {"sum": 1, "mean": 1, "MrSw": 2, "MrAVGw": 2, "MwSr": 3, "symm": 3, "scan-sentences": 6}
 _DEFAULT_BLOCK_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
+
+
+def content_slots(kind: str) -> tuple[int, int]:
+    """(first slot, trailing slots to drop) of the content tokens of a side.
+
+    These are the tokens TERAN's alignment scores (reference ``models/loss.py``): images, the regions
+    1..L-1 (slot 0 is the global slot); captions, the word pieces 1..L-3 ([CLS], the last word piece
+    and [SEP] dropped). Token indexes and token queries use exactly these slots.
+
+    Example:
+        >>> content_slots("images"), content_slots("captions")
+        ((1, 0), (1, 2))
+    """
+    if kind not in ("images", "captions"):
+        raise ValueError(f"side {kind!r}: expected one of ('images', 'captions')")
+    return (1, 0) if kind == "images" else (1, 2)
 
 
 @dataclasses.dataclass

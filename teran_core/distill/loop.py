@@ -132,7 +132,7 @@ def distill_step(pair: torch.nn.Module, teacher_config, images: TokenSet, captio
 
     Example:
         >>> from teran_core.model.config import TeranConfig
-        >>> from teran_core.model.global_head import GlobalHeadConfig
+        >>> from teran_core.model.global_head import GlobalHead, GlobalHeadConfig
         >>> head = GlobalHead(GlobalHeadConfig(layers=1, heads=2), embed_size=4)
         >>> opt = torch.optim.Adam(head.parameters())
         >>> img = TokenSet(F.normalize(torch.randn(3, 4, 4), dim=2), torch.tensor([4, 3, 2]))

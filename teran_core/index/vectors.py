@@ -9,25 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from teran_core.embedding_set import KINDS
+from teran_core.alignment import content_slots
 
 __all__ = ["content_slots", "token_vectors"]
-
-
-def content_slots(kind: str) -> tuple[int, int]:
-    """(first slot, trailing slots to drop) of the content tokens of a side.
-
-    These are the tokens TERAN's alignment scores (reference ``models/loss.py``): images, the regions
-    1..L-1 (slot 0 is the global slot); captions, the word pieces 1..L-3 ([CLS], the last word piece
-    and [SEP] dropped). Token indexes and token queries use exactly these slots.
-
-    Example:
-        >>> content_slots("images"), content_slots("captions")
-        ((1, 0), (1, 2))
-    """
-    if kind not in KINDS:
-        raise ValueError(f"side {kind!r}: expected one of {KINDS}")
-    return (1, 0) if kind == "images" else (1, 2)
 
 
 def token_vectors(table: pa.Table, first_slot: int = 1, trailing: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -21,16 +21,20 @@ Shape notation: B items, L token slots, D TERAN's embedding size, K prototypes.
 
 from __future__ import annotations
 
+import logging
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from teran_core.alignment import TokenSet
-from teran_core.index.vectors import content_slots
+from teran_core.alignment import TokenSet, content_slots
 from teran_core.model.transformer import padding_mask
+
+if TYPE_CHECKING:  # global_head builds this head, so it is imported there lazily and only named here
+    from teran_core.model.global_head import GlobalHeadConfig
 
 __all__ = ["PrototypeHead", "content_mask"]
 
@@ -59,7 +63,7 @@ class PrototypeHead(nn.Module):
         (torch.Size([3, 16]), [1.0, 1.0, 1.0])
     """
 
-    def __init__(self, config, embed_size: int):
+    def __init__(self, config: GlobalHeadConfig, embed_size: int):
         super().__init__()
         self.config = config
         self.embed_size = embed_size
@@ -69,6 +73,7 @@ class PrototypeHead(nn.Module):
 
     def init_from(self, tokens: np.ndarray, seed: int = 0, niter: int = 20) -> None:
         """Sets the prototypes to the spherical k-means centroids of ``tokens`` (T, D), T >= K."""
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # in a Ray Train worker its INFO lines list every CPU build it tried
         import faiss
 
         if len(tokens) < self.width:
