@@ -2,9 +2,11 @@
 
 A small transformer encoder shared by both modalities runs over TERAN's final token set of an item
 (slot 0 included, padding masked), reads out position 0 (ALADIN) or the mean over the item's tokens,
-and L2-normalises it. Written into slot 0,
-the vector leaves every alignment mode unchanged (they skip slot 0), so stage two's exact scores
-stay as they are while stage one's global kNN gets a vector trained to rank like the alignment.
+and L2-normalises it. Written into slot 0, the vector leaves every alignment mode unchanged (they
+skip slot 0), so stage two's exact scores stay as they are while stage one's global kNN gets a vector
+trained to rank like the alignment. ``build_global_head`` builds this head or, for ``kind:
+prototypes``, the wider prototype head (``teran_core/model/prototype_head.py``), whose vectors
+travel beside the tokens (``with_global_vectors``).
 
 Shape notation: B items, L token slots, D TERAN's embedding size, W the head's width.
 """
@@ -37,8 +39,8 @@ class GlobalHeadConfig:
     # the item's vector: the encoder's output at position 0 (ALADIN's) or its mean over the item's tokens
     # (ranks closer to TERAN on the demo's data, docs/distill.md); "first" keeps heads saved before this knob as they were
     readout: Literal["first", "mean"] = "first"
-    # "transformer": ALADIN's head above, D-wide vectors compared by cosine; "prototypes": TERAN's MrSw through
-    # K learned prototypes, K-wide vectors compared by inner product (teran_core/model/prototype_head.py)
+    # "transformer": ALADIN's head above, D-wide vectors; "prototypes": TERAN's MrSw through K learned prototypes,
+    # K-wide vectors (teran_core/model/prototype_head.py); both L2-normalised and compared by cosine
     kind: Literal["transformer", "prototypes"] = "transformer"
     prototypes: int = knob(2048, ge=1)  # K, the prototype head's width (kind: prototypes)
     assign_temperature: float = knob(0.05, gt=0.0)  # the prototype head's initial word-to-prototype softmax temperature
@@ -95,7 +97,6 @@ class GlobalHead(nn.Module):
         else:
             pooled = x[:, 0]  # (B, W)
         return F.normalize(self.project_out(pooled), p=2, dim=1)  # (B, D)
-
 
 
 def build_global_head(config: GlobalHeadConfig, embed_size: int) -> nn.Module:
