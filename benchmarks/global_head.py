@@ -36,7 +36,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
-from stage_one import exhaustive_top, queries_of, recall_at  # noqa: E402
+from stage_one import exhaustive_ms, ground_truth, queries_of, recall_at, saved_exhaustive_top  # noqa: E402
 
 from teran_core.alignment import TokenSet  # noqa: E402
 from teran_core.checkpoint import load_checkpoint  # noqa: E402
@@ -117,50 +117,34 @@ def main(argv=None) -> int:
             build_part(emb, PartSpec(side, "global"), choose_index(len(emb), emb.global_dim, 2**40), resolve(str(root)), use_gpu=False)
         parts[f"{side}-global"] = ShardedIndex.open(resolve(str(root)))
     stores = {side: emb.load() for side, emb in sides.items()}
-    image_ids, caption_ids = sides["images"].read_ids(), sides["captions"].read_ids()
-    position = {image_id: i for i, image_id in enumerate(image_ids)}
-    owner = np.array([position[c.rsplit("-", 1)[0]] for c in caption_ids])  # synthetic ids: <image_id>-<k>
-    captions_of = [set() for _ in image_ids]
-    for c, i in enumerate(owner):
-        captions_of[i].add(c)
-    print(f"{len(image_ids)} images, {len(caption_ids)} captions; global vectors {sides['images'].global_dim} wide", flush=True)
+    owner, captions_of = ground_truth(sides["images"], sides["captions"])
+    print(f"{len(captions_of)} images, {len(owner)} captions; global vectors {sides['images'].global_dim} wide", flush=True)
     plan = (("captions", "t2i", args.t2i_queries, 0, args.t2i_k_primes, args.latency_queries[0]),
             ("images", "i2t", args.i2t_queries, 1, args.i2t_k_primes, args.latency_queries[1]))
     for side, name, n, seed, k_primes, timed in plan:
         queries = queries_of(sides[side], n, seed)  # stage_one.py's queries
         target = stores["images" if side == "captions" else "captions"]
         batch = stores[side].fetch(queries)
-        saved = work / f"exhaustive-fp16-{side}.npz"
-        earlier = np.load(saved) if saved.exists() else None
-        if earlier is not None and np.array_equal(earlier["queries"], queries):
-            top = earlier["top"]
-        else:
-            top = exhaustive_top(side, batch, target, 10, TwoStageConfig())
-            np.savez(saved, queries=queries, top=top)
+        top = saved_exhaustive_top(work / f"exhaustive-fp16-{side}.npz", side, queries, batch, target)
         truth = [{int(owner[q])} for q in queries] if side == "captions" else [captions_of[q] for q in queries]
         exhaustive = recall_at(top, truth)["R@10"]
-        latency = []
-        for q in queries[:max(1, timed // 10)]:
-            began = time.perf_counter()
-            exhaustive_top(side, stores[side].fetch([q]), target, 10, TwoStageConfig())
-            latency.append(time.perf_counter() - began)
-        exhaustive_ms = 1000 * float(np.mean(latency))
-        print(f"{name}: {len(queries)} queries, exhaustive R@10 {100 * exhaustive:.1f}, {exhaustive_ms:.0f} ms/query "
-              f"({len(latency)} timed)", flush=True)
+        exhaustive_timed = queries[:max(1, timed // 10)]
+        exhaustive_latency = exhaustive_ms(side, stores[side], exhaustive_timed, target)
+        print(f"{name}: {len(queries)} queries, exhaustive R@10 {100 * exhaustive:.1f}, {exhaustive_latency:.0f} ms/query "
+              f"({len(exhaustive_timed)} timed)", flush=True)
         for k_prime in k_primes:
             config = TwoStageConfig(k_candidates=k_prime, i2t_k_factor=1.0, t2i_candidates="global", i2t_candidates="global")
             retriever = TwoStageRetriever(config, images=stores["images"], captions=stores["captions"], parts=parts)
             ranked = retriever.search(side, batch, k=10)
             one = [slice(q, q + 1) for q in range(len(queries))]
-            found = [retriever.candidates(side, batch.tokens[q], batch.lengths[q], None if batch.globals is None else batch.globals[q])[0]
-                     for q in one]
+            found = [retriever.candidates(side, batch.tokens[q], batch.lengths[q], batch.global_vectors[q])[0] for q in one]
             inside = np.mean([len(set(t.tolist()) & set(c.tolist())) / len(t) for t, c in zip(top, found)])
             one_at_a_time = TwoStageRetriever(dataclasses.replace(config, query_batch=1), images=stores["images"],
                                               captions=stores["captions"], parts=parts)
             two_stage_ms = 1000 * float(np.mean(one_at_a_time.search(side, stores[side].fetch(queries[:timed]), k=10).batch_seconds))
             r10 = recall_at(ranked.items, truth)["R@10"]
             print(f"{name} K'={k_prime}: R@10 {100 * r10:.1f} ({r10 / exhaustive:.3f} of exhaustive), exhaustive top 10 among "
-                  f"the candidates {inside:.3f}, {two_stage_ms:.1f} ms/query ({exhaustive_ms / two_stage_ms:.0f}x)", flush=True)
+                  f"the candidates {inside:.3f}, {two_stage_ms:.1f} ms/query ({exhaustive_latency / two_stage_ms:.0f}x)", flush=True)
     return 0
 
 

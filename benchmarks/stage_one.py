@@ -171,6 +171,37 @@ def exhaustive_top(side: str, queries, target, k: int, config: TwoStageConfig, b
     return best_items
 
 
+def saved_exhaustive_top(saved: Path, side: str, queries: np.ndarray, batch, target) -> np.ndarray:
+    """Exhaustive top 10 of ``queries`` (fetched as ``batch``) from ``saved``, when it holds the same queries; else
+    computed with stage two's mode and padding and saved there, so a rerun reuses the rankings."""
+    earlier = np.load(saved) if saved.exists() else None
+    if earlier is not None and np.array_equal(earlier["queries"], queries):
+        return earlier["top"]
+    top = exhaustive_top(side, batch, target, 10, TwoStageConfig())
+    np.savez(saved, queries=queries, top=top)
+    return top
+
+
+def exhaustive_ms(side: str, store, queries: np.ndarray, target) -> float:
+    """Mean ms of the same exhaustive scoring, one query of ``store`` at a time."""
+    latency = []
+    for query in queries:
+        began = time.perf_counter()
+        exhaustive_top(side, store.fetch([query]), target, 10, TwoStageConfig())
+        latency.append(time.perf_counter() - began)
+    return 1000 * float(np.mean(latency))
+
+
+def ground_truth(images: EmbeddingSet, captions: EmbeddingSet) -> tuple[np.ndarray, list[set]]:
+    """(each caption's image (M,), each image's captions) of a synthetic set, whose caption ids are ``<image_id>-<k>``."""
+    position = {image_id: i for i, image_id in enumerate(images.read_ids())}
+    owner = np.array([position[c.rsplit("-", 1)[0]] for c in captions.read_ids()])
+    captions_of = [set() for _ in position]
+    for c, i in enumerate(owner):
+        captions_of[i].add(c)
+    return owner, captions_of
+
+
 def store_folder(store: str, args) -> str:
     """``fp16``, ``res`` or ``res-product``: the name a store's folders carry in the workdir."""
     return f"{store}-product" if store == "res" and args.residual == "product" else store
@@ -225,12 +256,7 @@ def run_size(args, emb_root: Path, work: Path, seconds: dict) -> dict:
             stores = {name: {side: emb.load() for side, emb in pair.items()} for name, pair in sets.items()}
     parts = {name: idx.parts() for name, idx in indexes.items()}
     images, captions = sets["fp16"]["images"], sets["fp16"]["captions"]
-    image_ids, caption_ids = images.read_ids(), captions.read_ids()
-    position = {image_id: i for i, image_id in enumerate(image_ids)}
-    owner = np.array([position[c.rsplit("-", 1)[0]] for c in caption_ids])  # synthetic ids: <image_id>-<k>
-    captions_of = [set() for _ in image_ids]
-    for c, i in enumerate(owner):
-        captions_of[i].add(c)
+    owner, captions_of = ground_truth(images, captions)
     directions = {"captions": queries_of(captions, args.t2i_queries, 0), "images": queries_of(images, args.i2t_queries, 1)}
     truth = {"captions": [{int(owner[q])} for q in directions["captions"]], "images": [captions_of[q] for q in directions["images"]]}
     out = {"images": len(images), "captions": len(captions), "tokens_in": args.tokens_in, "exhaustive": {}, "sources": {},
@@ -244,29 +270,20 @@ def run_size(args, emb_root: Path, work: Path, seconds: dict) -> dict:
         ranked = retriever.search(side, batch, k=10)
         one = [slice(start, start + 1) for start in range(len(batch))]
         cands = [c for q in one for c in retriever.candidates(
-            side, batch.tokens[q], batch.lengths[q], None if batch.globals is None else batch.globals[q])]
+            side, batch.tokens[q], batch.lengths[q], batch.global_vectors[q])]
         return ranked, cands
 
     top_of_exhaustive = {}
     with timed(seconds, "exhaustive"):
-        exact = TwoStageConfig()  # stage two's mode and padding
         for store_name in sorted({"fp16", *args.exhaustive_stores}):
             for side in ("captions", "images"):
                 target = stores[store_name]["images" if side == "captions" else "captions"]
-                saved = work / f"exhaustive-{store_folder(store_name, args)}-{side}.npz"  # a rerun reuses the rankings of the same queries
-                earlier = np.load(saved) if saved.exists() else None
-                if earlier is not None and np.array_equal(earlier["queries"], directions[side]):
-                    top = earlier["top"]
-                else:
-                    top = exhaustive_top(side, query_batches[side], target, 10, exact)
-                    np.savez(saved, queries=directions[side], top=top)
-                latency = []
-                for query in directions[side][: args.exhaustive_latency_queries]:  # the same scoring, one query at a time
-                    began = time.perf_counter()
-                    exhaustive_top(side, stores["fp16"][side].fetch([query]), target, 10, exact)
-                    latency.append(time.perf_counter() - began)
-                out["exhaustive"][f"{store_name}/{side}"] = {**recall_at(top, truth[side]), "pairs": len(target),
-                                                             "latency_ms": 1000 * float(np.mean(latency)), "latency_queries": len(latency)}
+                saved = work / f"exhaustive-{store_folder(store_name, args)}-{side}.npz"
+                top = saved_exhaustive_top(saved, side, directions[side], query_batches[side], target)
+                latency_queries = directions[side][: args.exhaustive_latency_queries]  # the same scoring, one query at a time
+                out["exhaustive"][f"{store_name}/{side}"] = {
+                    **recall_at(top, truth[side]), "pairs": len(target),
+                    "latency_ms": exhaustive_ms(side, stores["fp16"][side], latency_queries, target), "latency_queries": len(latency_queries)}
                 if store_name == "fp16":
                     top_of_exhaustive[side] = top
                 print(f"exhaustive {store_name:5s} {side:8s} {out['exhaustive'][f'{store_name}/{side}']}", flush=True)

@@ -74,6 +74,11 @@ def _content_tokens(tokens: np.ndarray, lengths: np.ndarray, kind: str) -> list[
     return [tokens[q, first : max(first, int(n) - trailing)] for q, n in enumerate(lengths)]
 
 
+def _numpy(x, dtype) -> np.ndarray:
+    """A numpy or torch array (on any device) as numpy ``dtype``."""
+    return np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype)
+
+
 @contextlib.contextmanager
 def torch_threads(n: int):
     """Sets torch's intra-op threads to ``n`` (0: unchanged) inside the block, then restores them."""
@@ -148,17 +153,19 @@ class TwoStageRetriever:
         source = self.config.i2t_candidates if query_side == "images" else self.config.t2i_candidates
         return self.k_candidates(query_side) * (2 if source == "union" else 1)
 
-    def candidates(self, query_side: str, tokens: np.ndarray, lengths: np.ndarray, globals_: np.ndarray | None = None) -> list[np.ndarray]:
+    def candidates(self, query_side: str, tokens: np.ndarray, lengths: np.ndarray,
+                   global_vectors: np.ndarray | None = None) -> list[np.ndarray]:
         """Stage one for a batch of queries from ``query_side``: per query, candidate item indexes.
 
-        ``globals_`` (Q, G) are the queries' global vectors when they are not slot 0 (a prototype head's)."""
+        ``global_vectors`` (Q, G) are the queries' ``global_vectors`` (default: slot 0 of ``tokens``, which
+        they are unless a prototype head wrote them)."""
         target = "captions" if query_side == "images" else "images"
         field = "i2t_candidates" if query_side == "images" else "t2i_candidates"
         k, source = self.k_candidates(query_side), getattr(self.config, field)
         setting = f"two_stage.{field}={source!r}"
         lists = []
         if source in ("global", "union"):
-            lists.append(global_candidates(self._part(f"{target}-global", setting), tokens[:, 0] if globals_ is None else globals_, k))
+            lists.append(global_candidates(self._part(f"{target}-global", setting), tokens[:, 0] if global_vectors is None else global_vectors, k))
         if source == "union":
             source = self.config.union_with
             setting += f" with two_stage.union_with={source!r}"
@@ -188,27 +195,24 @@ class TwoStageRetriever:
         Returns:
             :class:`Ranked` results.
         """
-        tokens = np.asarray(queries.tokens.detach().cpu() if hasattr(queries.tokens, "detach") else queries.tokens, np.float32)
-        lengths = np.asarray(queries.lengths.cpu() if hasattr(queries.lengths, "cpu") else queries.lengths, np.int64)
-        globals_ = getattr(queries, "globals", None)  # a prototype head's vectors, beside the tokens
-        globals_ = None if globals_ is None else np.asarray(globals_.detach().cpu() if hasattr(globals_, "detach") else globals_, np.float32)
+        tokens, lengths = _numpy(queries.tokens, np.float32), _numpy(queries.lengths, np.int64)
+        global_vectors = _numpy(queries.global_vectors, np.float32)  # (Q, G): slot 0, or a prototype head's vectors
         target = self.stores["captions" if query_side == "images" else "images"]
         items, scores, n_scored, seconds = [], [], [], []
         with torch_threads(self.config.score_threads):
             for start in range(0, len(tokens), self.config.query_batch):
                 began = time.perf_counter()
                 batch = slice(start, start + self.config.query_batch)
-                self._search_batch(query_side, tokens[batch], lengths[batch], None if globals_ is None else globals_[batch],
-                                   target, k, (items, scores, n_scored))
+                self._search_batch(query_side, tokens[batch], lengths[batch], global_vectors[batch], target, k, (items, scores, n_scored))
                 seconds.append(time.perf_counter() - began)
         return Ranked(np.array(items).reshape(-1, k), np.array(scores).reshape(-1, k), np.array(n_scored), seconds)
 
-    def _search_batch(self, query_side: str, tokens: np.ndarray, lengths: np.ndarray, globals_: np.ndarray | None, target,
+    def _search_batch(self, query_side: str, tokens: np.ndarray, lengths: np.ndarray, global_vectors: np.ndarray, target,
                       k: int, out: tuple) -> None:
         """Both stages for one query batch; appends each query's items, scores and pair count to ``out``."""
         from teran_core.alignment import TokenSet, alignment_scores
 
-        cands = self.candidates(query_side, tokens, lengths, globals_)
+        cands = self.candidates(query_side, tokens, lengths, global_vectors)
         for group in query_groups([len(c) for c in cands], self.config.fetch_items):
             unique = np.unique(np.concatenate([cands[q] for q in group]).astype(np.int64))
             fetched = target.fetch(unique)  # one read per shard for the group
