@@ -85,7 +85,7 @@ class GlobalHead(nn.Module):
     @property
     def width(self) -> int:
         """The output vectors' width: D."""
-        return self.embed_size
+        return self.config.output_width(self.embed_size)
 
     def forward(self, items: TokenSet, kind: str | None = None) -> torch.Tensor:
         """Either side's token sets -> their vectors (one encoder for both; ``kind`` is the prototype head's)."""

@@ -67,9 +67,13 @@ class PrototypeHead(nn.Module):
         super().__init__()
         self.config = config
         self.embed_size = embed_size
-        self.width = config.prototypes
         self.prototypes = nn.Parameter(F.normalize(torch.randn(config.prototypes, embed_size), dim=1))  # (K, D)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(config.assign_temperature)))
+
+    @property
+    def width(self) -> int:
+        """The output vectors' width: K."""
+        return self.config.output_width(self.embed_size)
 
     def init_from(self, tokens: np.ndarray, seed: int = 0, niter: int = 20) -> None:
         """Sets the prototypes to the spherical k-means centroids of ``tokens`` (T, D), T >= K."""
